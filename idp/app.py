@@ -1,0 +1,188 @@
+"""create_app(settings): builds stores, key ring, connector registry, the OAuth server, routers."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from joserfc.jwk import KeySet
+from sqlalchemy import select
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from connectors.registry import ConnectorRegistry
+from idp.events import AuditLog, Events
+from idp.identity.people import People
+from idp.oidc.clients import ClientModel, ClientRegistry, SecretHasher
+from idp.oidc.tokens import TokenService
+from idp.settings import Settings
+from idp.store.db import Database, check_schema
+from idp.store.ephemeral import EphemeralStore, open_store
+from idp.store.models import Consent, Grant
+from keys.ring import KeyRing, MasterKey
+
+log = logging.getLogger("nixa")
+
+STANDARD_SCOPES = ["openid", "profile", "email", "phone", "address", "offline_access", "national_id", "roles"]
+
+
+class Nixa:
+    """Everything a request handler needs, built once per worker."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time, store: EphemeralStore | None = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.db = Database(settings.sqlalchemy_url)
+        check_schema(self.db.engine)
+        self.store = store or open_store(settings.redis_url, clock)
+        self.master = MasterKey.load_or_create(settings.master_key, settings.var_dir)
+        self.events = Events()
+        self.audit = AuditLog(self.db)
+        self.events.subscribe(self.audit.append)
+        longest = max(settings.access_token_ttl, settings.id_token_ttl)
+        self.keys = KeyRing(self.db, self.master, retire_after=longest + settings.key_retire_grace, clock=clock)
+        self.keys.ensure()
+        self.clients = ClientRegistry(self.db, SecretHasher(self.master.derive("client-secret")))
+        self.people = People(self.db, self.events, self.master.derive("pairwise-subject"), clock)
+        self.tokens = TokenService(settings, self.db, self.store, self.keys, self.events, clock)
+        self.connectors = ConnectorRegistry(self.db, self.store, settings.issuer, clock)
+        self.scopes_supported = STANDARD_SCOPES
+        self.csrf_key = self.master.derive("csrf")
+        self._client_keys: dict[str, tuple[int, KeySet]] = {}
+        from idp.oidc.server import build_server
+
+        self.server = build_server(self)
+
+    # ---- grants and consent ----------------------------------------------------------------
+
+    def ensure_grant(self, ctx: Any, client: ClientModel, scope: str) -> None:
+        """The grant row is created when its first token is issued (code redemption)."""
+        with self.db.session() as s:
+            if s.get(Grant, ctx.grant_id) is not None:
+                return
+            revoked = self.tokens.grant_is_revoked(ctx.grant_id)
+            s.add(
+                Grant(
+                    id=ctx.grant_id, client_id=client.client_id, person_id=ctx.person_id, scope=scope, sid=ctx.sid,
+                    auth_time=ctx.auth_time, acr=ctx.acr, amr=ctx.amr, created_at=self.clock(),
+                    revoked_at=self.clock() if revoked else None, revoked_reason="code_replayed" if revoked else None,
+                )
+            )
+
+    def consented_scopes(self, person_id: str, client_id: str) -> set[str]:
+        with self.db.session() as s:
+            row = s.get(Consent, (person_id, client_id))
+            return set(row.scopes.split()) if row else set()
+
+    def record_consent(self, person_id: str, client_id: str, scopes: set[str]) -> None:
+        with self.db.session() as s:
+            row = s.get(Consent, (person_id, client_id))
+            if row is None:
+                s.add(Consent(person_id=person_id, client_id=client_id, scopes=" ".join(sorted(scopes)), granted_at=self.clock()))
+            else:
+                row.scopes = " ".join(sorted(set(row.scopes.split()) | scopes))
+                row.granted_at = self.clock()
+        self.events.emit("consent.granted", person_id=person_id, client_id=client_id, data={"scopes": sorted(scopes)})
+
+    def revoke_consent(self, person_id: str, client_id: str) -> None:
+        with self.db.session() as s:
+            row = s.get(Consent, (person_id, client_id))
+            if row is not None:
+                s.delete(row)
+            grants = s.scalars(select(Grant.id).where(Grant.person_id == person_id, Grant.client_id == client_id, Grant.revoked_at.is_(None))).all()
+        for gid in grants:
+            self.tokens.revoke_grant(gid, "consent_revoked", client_id=client_id, person_id=person_id)
+        self.events.emit("consent.revoked", person_id=person_id, client_id=client_id)
+
+    def release_claims(self, person_id: str, client_id: str, claims: list[str], channel: str) -> None:
+        """Access log for the citizen. Identical releases within 5 minutes are one entry, so a
+        polling app does not flood the citizen's history (and the database)."""
+        digest = hashlib.sha256("|".join(sorted(claims)).encode()).hexdigest()[:16]
+        if self.store.add(f"released:{person_id}:{client_id}:{channel}:{digest}", 1, 300):
+            self.events.emit("claims.released", person_id=person_id, client_id=client_id, data={"claims": sorted(claims), "channel": channel})
+
+    def client_keys(self, client: ClientModel) -> KeySet:
+        """A private_key_jwt client's public keys, from its metadata (jwks) or its jwks_uri."""
+        md = client.metadata
+        if md.get("jwks"):
+            return KeySet.import_key_set(md["jwks"])
+        uri = md.get("jwks_uri")
+        cached = self._client_keys.get(client.client_id)
+        if cached and time.monotonic() - cached[0] < 300:
+            return cached[1]
+        import httpx
+
+        resp = httpx.get(uri, timeout=3.0)
+        resp.raise_for_status()
+        ks = KeySet.import_key_set(resp.json())
+        self._client_keys[client.client_id] = (int(time.monotonic()), ks)
+        return ks
+
+
+SECURITY_HEADERS = [
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy",
+     b"frame-ancestors 'none'; default-src 'self'; img-src 'self' data:; style-src 'self'; form-action 'self' http: https:"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+class SecurityHeaders:
+    """Framing forbidden everywhere (clickjacking on login/consent), no sniffing, no referrer.
+    A plain ASGI middleware: no per-request task or body copy on the hot paths."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [h for h in SECURITY_HEADERS if h[0] not in present]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) -> FastAPI:
+    settings = settings or Settings()
+    nixa = nixa or Nixa(settings)
+    app = FastAPI(title="NIXA", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.nixa = nixa
+
+    from idp.login.routes import router as login_router
+    from idp.oidc.endpoints import router as oidc_router
+    from idp.oidc.params import BadRequest
+
+    app.include_router(oidc_router)
+    app.include_router(login_router)
+    app.add_middleware(SecurityHeaders)
+    from pathlib import Path
+
+    app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
+
+    @app.exception_handler(BadRequest)
+    async def _bad_request(request: Request, exc: BadRequest) -> Response:
+        return JSONResponse({"error": exc.error, "error_description": exc.description}, status_code=exc.status,
+                            headers={"Cache-Control": "no-store"})
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "store": nixa.store.ping()}
+
+    return app
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")

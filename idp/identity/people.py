@@ -1,0 +1,278 @@
+"""Persons, linked identities, verified attributes and local accounts.
+
+Matching rules (DESIGN.md): a sign-in resolves to a Person by an existing link, else by a
+*verified* national ID number, else a new Person. Never by an unverified email or phone.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, select, update
+
+from connectors.base import Assertion, LevelOfAssurance, VerifiedAttribute
+from idp.events import Events
+from idp.store.db import Database
+from idp.store.models import (
+    Consent,
+    Grant,
+    LinkedIdentity,
+    LocalAccount,
+    Person,
+    PersonAttribute,
+)
+
+# Claims by scope, OIDC Core §5.4; `national_id` is NIXA's own, released only to authorised clients.
+SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
+    "profile": (
+        "name", "family_name", "given_name", "middle_name", "nickname", "preferred_username", "profile",
+        "picture", "website", "gender", "birthdate", "zoneinfo", "locale", "updated_at",
+    ),
+    "email": ("email", "email_verified"),
+    "address": ("address",),
+    "phone": ("phone_number", "phone_number_verified"),
+    "national_id": ("national_id",),
+    "roles": ("roles",),
+}
+
+_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
+
+
+class NeedsProofing(Exception):
+    """The source proved who controls an account but not the national ID number: the person
+    must prove it once through the registry before a Person is created or found."""
+
+    def __init__(self, assertion: Assertion) -> None:
+        super().__init__("national ID proofing required")
+        self.assertion = assertion
+
+
+@dataclass(frozen=True)
+class Resolution:
+    person_id: str
+    created: bool
+    linked: bool
+
+
+class People:
+    def __init__(self, db: Database, events: Events, pairwise_key: bytes, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.events = events
+        self._pairwise_key = pairwise_key
+        self.clock = clock
+
+    # ---- subjects -----------------------------------------------------------------------
+
+    def pairwise_sub(self, person_id: str, sector: str) -> str:
+        """OIDC Core §8.1: stable per (sector, person), unlinkable across sectors."""
+        mac = hmac.new(self._pairwise_key, f"{sector}\x00{person_id}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac[:24]).decode()
+
+    def subject_for(self, person_id: str, client: Any) -> str:
+        if client.metadata.get("subject_type") == "public" and client.may_receive_national_id:
+            return person_id
+        return self.pairwise_sub(person_id, client.sector)
+
+    # ---- persons and attributes ---------------------------------------------------------------
+
+    def create(self, attributes: dict[str, VerifiedAttribute] | None = None, national_id: str | None = None) -> str:
+        with self.db.session() as s:
+            p = Person(national_id=national_id, created_at=self.clock(), updated_at=self.clock())
+            s.add(p)
+            s.flush()
+            self._store_attributes(s, p.id, attributes or {})
+            pid = p.id
+        self.events.emit("person.created", person_id=pid, data={"national_id_verified": bool(national_id)})
+        return pid
+
+    def _store_attributes(self, s: Any, person_id: str, attributes: dict[str, VerifiedAttribute]) -> None:
+        for name, attr in attributes.items():
+            if name == "national_id":
+                continue  # lives on the Person row, set only through verified proofing
+            row = s.get(PersonAttribute, (person_id, name))
+            if row is None:
+                s.add(PersonAttribute(person_id=person_id, name=name, value=attr.value, source=attr.source, verified_at=attr.verified_at))
+            elif attr.verified_at >= row.verified_at:
+                row.value, row.source, row.verified_at = attr.value, attr.source, attr.verified_at
+
+    def attributes(self, person_id: str) -> dict[str, VerifiedAttribute]:
+        with self.db.session() as s:
+            person = s.get(Person, person_id)
+            if person is None:
+                return {}
+            rows = s.scalars(select(PersonAttribute).where(PersonAttribute.person_id == person_id)).all()
+            out = {r.name: VerifiedAttribute(r.name, r.value, r.source, r.verified_at) for r in rows}
+            if person.national_id:
+                src = out.get("national_id_source")
+                out["national_id"] = VerifiedAttribute(
+                    "national_id", person.national_id, src.value if src else "population", src.verified_at if src else person.updated_at
+                )
+            return out
+
+    def get(self, person_id: str) -> Person | None:
+        with self.db.session() as s:
+            return s.get(Person, person_id)
+
+    def claims(self, person_id: str, scopes: set[str], *, national_id_allowed: bool) -> dict[str, Any]:
+        attrs = self.attributes(person_id)
+        out: dict[str, Any] = {}
+        for scope in scopes:
+            if scope == "national_id" and not national_id_allowed:
+                continue
+            for name in SCOPE_CLAIMS.get(scope, ()):
+                if name in attrs:
+                    value = attrs[name].value
+                    out[name] = {"formatted": value} if name == "address" and isinstance(value, str) else value
+        if "phone_number" in out and "phone_number_verified" not in out:
+            out["phone_number_verified"] = True  # only verified attributes are ever stored
+        if "email" in out and "email_verified" not in out:
+            out["email_verified"] = True
+        return out
+
+    # ---- resolution and linking --------------------------------------------------------------
+
+    def resolve(self, assertion: Assertion, *, allow_unproofed: bool = False) -> Resolution:
+        """Find or create the Person behind an assertion (see module docstring)."""
+        with self.db.session() as s:
+            link = s.scalar(
+                select(LinkedIdentity).where(LinkedIdentity.connector_id == assertion.connector_id, LinkedIdentity.subject == assertion.subject)
+            )
+            if link is not None:
+                link.last_used_at = self.clock()
+                link.connector_data = dict(assertion.connector_data)
+                link.loa = max(link.loa, int(assertion.loa))
+                self._store_attributes(s, link.person_id, dict(assertion.attributes))
+                return Resolution(link.person_id, created=False, linked=False)
+        nid = assertion.national_id
+        if nid:
+            with self.db.session() as s:
+                person_id = s.scalar(select(Person.id).where(Person.national_id == nid))
+            created = person_id is None
+            if created:
+                person_id = self.create(dict(assertion.attributes), national_id=nid)
+            self.link(person_id, assertion)
+            return Resolution(person_id, created=created, linked=True)
+        if not allow_unproofed:
+            raise NeedsProofing(assertion)
+        person_id = self.create(dict(assertion.attributes))
+        self.link(person_id, assertion)
+        return Resolution(person_id, created=True, linked=True)
+
+    def link(self, person_id: str, assertion: Assertion) -> str:
+        """Link (connector, subject) to a person. If the assertion proves a national ID that
+        another Person holds, the two are merged into that one (audited)."""
+        nid = assertion.national_id
+        if nid:
+            with self.db.session() as s:
+                holder = s.scalar(select(Person.id).where(Person.national_id == nid))
+            if holder and holder != person_id:
+                self.merge(source=person_id, into=holder, reason=f"national ID proven via {assertion.connector_id}")
+                person_id = holder
+            elif holder is None:
+                with self.db.session() as s:
+                    s.execute(update(Person).where(Person.id == person_id).values(national_id=nid, updated_at=self.clock()))
+        with self.db.session() as s:
+            existing = s.scalar(
+                select(LinkedIdentity).where(LinkedIdentity.connector_id == assertion.connector_id, LinkedIdentity.subject == assertion.subject)
+            )
+            if existing is not None and existing.person_id == person_id:
+                return person_id
+            if existing is not None:
+                raise ValueError("that identity is already linked to another person")
+            s.add(
+                LinkedIdentity(
+                    person_id=person_id,
+                    connector_id=assertion.connector_id,
+                    subject=assertion.subject,
+                    loa=int(assertion.loa),
+                    connector_data=dict(assertion.connector_data),
+                    created_at=self.clock(),
+                    last_used_at=self.clock(),
+                )
+            )
+            self._store_attributes(s, person_id, dict(assertion.attributes))
+        self.events.emit("identity.linked", person_id=person_id, data={"connector": assertion.connector_id, "loa": int(assertion.loa)})
+        return person_id
+
+    def unlink(self, person_id: str, link_id: str) -> bool:
+        with self.db.session() as s:
+            link = s.get(LinkedIdentity, link_id)
+            if link is None or link.person_id != person_id:
+                return False
+            remaining = s.scalar(select(LinkedIdentity.id).where(LinkedIdentity.person_id == person_id, LinkedIdentity.id != link_id).limit(1))
+            if remaining is None:
+                raise ValueError("the last linked identity cannot be removed")
+            connector = link.connector_id
+            s.delete(link)
+        self.events.emit("identity.unlinked", person_id=person_id, data={"connector": connector})
+        return True
+
+    def merge(self, *, source: str, into: str, reason: str) -> None:
+        with self.db.session() as s:
+            s.execute(update(LinkedIdentity).where(LinkedIdentity.person_id == source).values(person_id=into))
+            s.execute(update(LocalAccount).where(LocalAccount.person_id == source).values(person_id=into))
+            s.execute(update(Grant).where(Grant.person_id == source).values(person_id=into))
+            for attr in s.scalars(select(PersonAttribute).where(PersonAttribute.person_id == source)).all():
+                if s.get(PersonAttribute, (into, attr.name)) is None:
+                    s.add(PersonAttribute(person_id=into, name=attr.name, value=attr.value, source=attr.source, verified_at=attr.verified_at))
+            s.execute(delete(PersonAttribute).where(PersonAttribute.person_id == source))
+            s.execute(delete(Consent).where(Consent.person_id == source))
+            s.execute(delete(Person).where(Person.id == source))
+        self.events.emit("identity.merged", person_id=into, data={"merged_from": source, "reason": reason})
+
+    def links(self, person_id: str) -> list[LinkedIdentity]:
+        with self.db.session() as s:
+            return list(s.scalars(select(LinkedIdentity).where(LinkedIdentity.person_id == person_id).order_by(LinkedIdentity.created_at)))
+
+    # ---- local accounts (demo and test) ---------------------------------------------------------
+
+    def add_local_account(self, username: str, password: str, attributes: dict[str, Any] | None = None,
+                          national_id: str | None = None) -> str:
+        now = self.clock()
+        attrs = {k: VerifiedAttribute(k, v, "local", now) for k, v in (attributes or {}).items()}
+        with self.db.session() as s:
+            existing = s.get(LocalAccount, username)
+            if existing is not None:
+                existing.password_hash = _hasher.hash(password)
+                self._store_attributes(s, existing.person_id, attrs)
+                return existing.person_id
+        person_id = None
+        if national_id:
+            with self.db.session() as s:
+                person_id = s.scalar(select(Person.id).where(Person.national_id == national_id))
+        if person_id is None:
+            person_id = self.create(attrs, national_id=national_id)
+        with self.db.session() as s:
+            s.add(LocalAccount(username=username, person_id=person_id, password_hash=_hasher.hash(password)))
+            self._store_attributes(s, person_id, attrs)
+            if s.scalar(select(LinkedIdentity).where(LinkedIdentity.connector_id == "local", LinkedIdentity.subject == username)) is None:
+                s.add(LinkedIdentity(person_id=person_id, connector_id="local", subject=username, loa=int(LevelOfAssurance.LOW)))
+        return person_id
+
+    def check_local_password(self, username: str, password: str) -> str | None:
+        """Person id on success. Constant work whether or not the account exists."""
+        with self.db.session() as s:
+            account = s.get(LocalAccount, username) if username and len(username) <= 128 else None
+            stored = account.password_hash if account and not account.disabled else None
+            person_id = account.person_id if account else None
+        try:
+            _hasher.verify(stored or _DUMMY_HASH, password)
+        except (VerificationError, InvalidHashError):
+            return None
+        if stored is None:
+            return None
+        if _hasher.check_needs_rehash(stored):
+            with self.db.session() as s:
+                s.execute(update(LocalAccount).where(LocalAccount.username == username).values(password_hash=_hasher.hash(password)))
+        return person_id
+
+
+_DUMMY_HASH = _hasher.hash("nixa-dummy-password-for-timing")

@@ -1,0 +1,283 @@
+"""The authorization request as a stored state machine.
+
+/authorize validates the request (client and redirect_uri first: until both are proven,
+errors go to a page, never to a redirect), stores it under an opaque id bound to the browser,
+then each step (login, step-up, consent) is looked up server-side by that id. The code is
+issued by Authlib's grant when the last step is done.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
+
+from authlib.oauth2.rfc6749 import OAuth2Error
+
+from connectors.base import LevelOfAssurance
+from idp.login.session import SsoSession
+from idp.oidc.server import AuthContext, NixaRequest
+
+PAR_URN = "urn:ietf:params:oauth:request_uri:"
+PROMPTS = {"none", "login", "consent", "select_account"}
+
+
+class AuthorizationError(Exception):
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+
+class PageError(Exception):
+    """Cannot be sent to the client (client or redirect_uri not proven): a friendly page."""
+
+    def __init__(self, code: str, status: int = 400) -> None:
+        super().__init__(code)
+        self.code = code
+        self.status = status
+
+
+@dataclass
+class Pending:
+    rid: str
+    client_id: str
+    params: dict[str, str]
+    browser: str
+    required_loa: int
+    max_age: int | None
+    prompts: list[str]
+    created_at: float
+    login_done: bool = False
+    consent_done: bool = False
+    proofing: dict | None = None  # an assertion waiting for national-ID proofing
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def scopes(self) -> set[str]:
+        return set(self.params.get("scope", "").split())
+
+    @property
+    def level(self) -> LevelOfAssurance:
+        return LevelOfAssurance(self.required_loa)
+
+
+def add_query(uri: str, params: dict[str, str]) -> str:
+    parts = urlsplit(uri)
+    query = parse_qsl(parts.query, keep_blank_values=True) + [(k, v) for k, v in params.items() if v is not None]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def error_redirect(nixa: Any, redirect_uri: str, error: str, description: str, state: str | None) -> str:
+    # RFC 9207: iss in every authorization response, errors included.
+    return add_query(redirect_uri, {"error": error, "error_description": description, "state": state, "iss": nixa.settings.issuer})
+
+
+def required_level(params: dict[str, str]) -> int:
+    """acr_values lists acceptable levels; the weakest acceptable one is what must be reached.
+    Values NIXA doesn't know are ignored (they are voluntary claims, OIDC Core §3.1.2.1)."""
+    levels = [LevelOfAssurance.from_acr(v) for v in params.get("acr_values", "").split()]
+    known = [lv for lv in levels if lv is not None]
+    return int(min(known)) if known else int(LevelOfAssurance.LOW)
+
+
+def check_authorization_request(nixa: Any, client: Any, params: dict[str, str]) -> None:
+    """Everything that can be checked once client and redirect_uri are proven (shared with PAR)."""
+    redirect_uri = params.get("redirect_uri")
+    if not redirect_uri:
+        raise AuthorizationError("invalid_request", "redirect_uri is required")
+    if not client.check_redirect_uri(redirect_uri):
+        raise AuthorizationError("invalid_request", "redirect_uri is not registered for this client")
+    if "request" in params:
+        raise AuthorizationError("request_not_supported", "Request objects are not supported")
+    if "request_uri" in params:
+        raise AuthorizationError("request_uri_not_supported", "request_uri is only supported from the PAR endpoint")
+    if params.get("response_type") != "code":
+        raise AuthorizationError("unsupported_response_type", "Only response_type=code is supported")
+    if not client.check_response_type("code"):
+        raise AuthorizationError("unauthorized_client", "This client may not use the authorization code flow")
+    if params.get("response_mode", "query") != "query":
+        raise AuthorizationError("invalid_request", "Only response_mode=query is supported")
+    method = params.get("code_challenge_method")
+    if method is not None and method != "S256":
+        raise AuthorizationError("invalid_request", "code_challenge_method must be S256 (plain is refused)")
+    if method and not params.get("code_challenge"):
+        raise AuthorizationError("invalid_request", "code_challenge is missing")
+    if client.is_public and not params.get("code_challenge"):
+        raise AuthorizationError("invalid_request", "PKCE (code_challenge with S256) is required for public clients")
+    prompts = params.get("prompt", "").split()
+    if set(prompts) - PROMPTS:
+        raise AuthorizationError("invalid_request", "Unknown prompt value")
+    if "none" in prompts and len(prompts) > 1:
+        raise AuthorizationError("invalid_request", "prompt=none cannot be combined with other values")
+    if "max_age" in params:
+        value = params["max_age"]
+        if not value.isdigit() or len(value) > 9:
+            raise AuthorizationError("invalid_request", "max_age must be a non-negative integer")
+    if "openid" not in params.get("scope", "").split():
+        raise AuthorizationError("invalid_scope", "The openid scope is required")
+    for name in ("state", "nonce", "login_hint", "ui_locales", "acr_values"):
+        if len(params.get(name, "")) > 1024:
+            raise AuthorizationError("invalid_request", f"{name} is too long")
+
+
+def _find_client_and_params(nixa: Any, params: dict[str, str]) -> tuple[Any, dict[str, str], bool]:
+    client = nixa.clients.get(params.get("client_id"))
+    if client is None:
+        raise PageError("unknown_client")
+    from_par = False
+    request_uri = params.get("request_uri")
+    if request_uri and request_uri.startswith(PAR_URN):
+        stored = nixa.store.take(f"par:{request_uri[len(PAR_URN):]}")  # single use
+        if stored is None or stored["client_id"] != client.client_id:
+            raise PageError("invalid_request_uri")
+        params = dict(stored["params"])
+        from_par = True
+    redirect_uri = params.get("redirect_uri")
+    if not redirect_uri or not client.check_redirect_uri(redirect_uri):
+        raise PageError("invalid_redirect_uri")
+    return client, params, from_par
+
+
+def begin(nixa: Any, params: dict[str, str], browser_id: str, session: SsoSession | None) -> tuple[str, str]:
+    """Returns ("redirect", url), ("interaction", rid) or ("finish", rid). Raises PageError."""
+    client, params, from_par = _find_client_and_params(nixa, params)
+    state = params.get("state")
+    try:
+        if client.require_par and not from_par:
+            raise AuthorizationError("invalid_request", "This client must use pushed authorization requests (RFC 9126)")
+        check_authorization_request(nixa, client, params)
+        req = NixaRequest("GET", nixa.settings.issuer + "/authorize", {}, query=params)
+        nixa.server.get_consent_grant(req, end_user=None)  # Authlib's own checks (scope, PKCE, ...)
+    except AuthorizationError as err:
+        nixa.events.emit("authorization.failed", client_id=client.client_id, data={"error": err.error})
+        return "redirect", error_redirect(nixa, params["redirect_uri"], err.error, err.description, state)
+    except OAuth2Error as err:
+        nixa.events.emit("authorization.failed", client_id=client.client_id, data={"error": err.error})
+        return "redirect", error_redirect(nixa, params["redirect_uri"], err.error, err.description or err.error, state)
+
+    pending = Pending(
+        rid=secrets.token_urlsafe(24),
+        client_id=client.client_id,
+        params=params,
+        browser=browser_id,
+        required_loa=required_level(params),
+        max_age=int(params["max_age"]) if "max_age" in params else client.metadata.get("default_max_age"),
+        prompts=params.get("prompt", "").split(),
+        created_at=nixa.clock(),
+    )
+    save(nixa, pending)
+    return advance(nixa, pending, session)
+
+
+def save(nixa: Any, pending: Pending) -> None:
+    nixa.store.put(f"authz:{pending.rid}", asdict(pending), nixa.settings.pending_request_ttl)
+
+
+def load(nixa: Any, rid: str | None, browser_id: str | None) -> Pending | None:
+    if not rid or len(rid) > 64 or not browser_id:
+        return None
+    data = nixa.store.get(f"authz:{rid}")
+    if not data or data["browser"] != browser_id:
+        return None  # bound to the browser that started it
+    return Pending(**data)
+
+
+def session_satisfies(nixa: Any, pending: Pending, session: SsoSession | None) -> bool:
+    if session is None:
+        return False
+    if session.loa < pending.required_loa:
+        return False
+    if pending.max_age is not None and nixa.clock() - session.auth_time > pending.max_age:
+        return False
+    if ("login" in pending.prompts or "select_account" in pending.prompts) and not pending.login_done:
+        return False
+    return True
+
+
+def needs_consent(nixa: Any, pending: Pending, session: SsoSession) -> bool:
+    client = nixa.clients.get(pending.client_id)
+    if client is None:
+        return True
+    if "consent" in pending.prompts and not pending.consent_done:
+        return True
+    if pending.consent_done or client.first_party:
+        return False
+    wanted = client_scopes(client, pending) - {"openid"}
+    return not wanted <= nixa.consented_scopes(session.person_id, client.client_id)
+
+
+def client_scopes(client: Any, pending: Pending) -> set[str]:
+    allowed = set(client.get_allowed_scope(pending.params.get("scope", "")).split())
+    if "national_id" in allowed and not client.may_receive_national_id:
+        allowed.discard("national_id")
+    return allowed
+
+
+def advance(nixa: Any, pending: Pending, session: SsoSession | None) -> tuple[str, str]:
+    """Decide the next step: the code, the login page, the consent page, or an error."""
+    none = "none" in pending.prompts
+    state = pending.params.get("state")
+    redirect_uri = pending.params["redirect_uri"]
+    if not session_satisfies(nixa, pending, session):
+        if none:
+            nixa.store.delete(f"authz:{pending.rid}")
+            return "redirect", error_redirect(nixa, redirect_uri, "login_required", "The person must sign in", state)
+        return "interaction", pending.rid
+    assert session is not None
+    if needs_consent(nixa, pending, session):
+        if none:
+            nixa.store.delete(f"authz:{pending.rid}")
+            return "redirect", error_redirect(nixa, redirect_uri, "consent_required", "The person must consent", state)
+        return "interaction", pending.rid
+    return "finish", pending.rid
+
+
+def finish(nixa: Any, rid: str, browser_id: str, session: SsoSession) -> str:
+    """Issue the code. The pending request is taken once: a double submit yields one code."""
+    data = nixa.store.take(f"authz:{rid}")
+    if not data or data["browser"] != browser_id:
+        raise PageError("expired_request")
+    pending = Pending(**data)
+    params = pending.params
+    client = nixa.clients.get(pending.client_id)
+    if client is None:
+        raise PageError("unknown_client")
+    req = NixaRequest("GET", nixa.settings.issuer + "/authorize", {}, query=params)
+    ctx = AuthContext(
+        person_id=session.person_id,
+        grant_id=secrets.token_hex(16),
+        sid=session.sid,
+        auth_time=session.auth_time,
+        acr=session.acr,
+        amr=list(session.amr),
+        nonce=params.get("nonce"),
+    )
+    try:
+        grant = nixa.server.get_consent_grant(req, end_user=ctx)
+        req.scope = " ".join(sorted(client_scopes(client, pending)))
+        redirect_uri = grant.validate_authorization_request()
+        req.scope = " ".join(sorted(client_scopes(client, pending)))
+        _, _, headers = grant.create_authorization_response(redirect_uri, ctx)
+    except OAuth2Error as err:
+        return error_redirect(nixa, params["redirect_uri"], err.error, err.description or err.error, params.get("state"))
+    location = dict(headers)["Location"]
+    nixa.events.emit("authorization.succeeded", person_id=session.person_id, client_id=client.client_id,
+                     data={"acr": session.acr, "scope": req.scope})
+    return add_query(location, {"iss": nixa.settings.issuer})
+
+
+def deny(nixa: Any, rid: str, browser_id: str, error: str = "access_denied", description: str = "The person declined") -> str:
+    data = nixa.store.take(f"authz:{rid}")
+    if not data or data["browser"] != browser_id:
+        raise PageError("expired_request")
+    pending = Pending(**data)
+    nixa.events.emit("consent.denied" if error == "access_denied" else "authorization.failed", client_id=pending.client_id,
+                     data={"error": error})
+    return error_redirect(nixa, pending.params["redirect_uri"], error, description, pending.params.get("state"))
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,88 @@
+"""Which sign-in methods a pending request may use (only those reaching its level), and the
+throttle every secret-checking path goes through."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectors.base import (
+    CertificateConnector,
+    ChallengeConnector,
+    LevelOfAssurance,
+    PasswordConnector,
+    RedirectConnector,
+)
+
+
+def _fields(fields: Any, t: Any, values: dict[str, str] | None = None) -> list[dict]:
+    return [
+        {"name": f.name, "label": f.label_vi if t.lang == "vi" else f.label_en, "kind": f.kind, "autocomplete": f.autocomplete,
+         "pattern": f.pattern, "value": (values or {}).get(f.name)}
+        for f in fields
+    ]
+
+
+def connector_methods(nixa: Any, required: int, t: Any) -> list[dict]:
+    """One entry per (connector, capability) whose level reaches `required`."""
+    out = []
+    for entry in nixa.connectors.entries():
+        c = entry.instance
+        label = entry.display_name_vi if t.lang == "vi" else entry.display_name_en
+        label = label or entry.id
+        # A connector can reach a higher level through a challenge (registry + SMS OTP) than
+        # through its password-style check alone: offer each capability at its own level.
+        challenge_loa = int(entry.config.get("challenge_loa", entry.loa))
+        if isinstance(c, ChallengeConnector) and challenge_loa >= required:
+            out.append({"id": f"{entry.id}-challenge", "connector": entry.id, "kind": "form", "loa": challenge_loa, "label": label,
+                        "action_suffix": f"challenge/{entry.id}", "fields": _fields(c.challenge_fields, t),
+                        "button": t("continue")})
+        elif isinstance(c, PasswordConnector) and int(entry.loa) >= required:
+            out.append({"id": entry.id, "connector": entry.id, "kind": "form", "loa": int(entry.loa), "label": label,
+                        "action_suffix": f"password/{entry.id}", "fields": _fields(c.fields, t)})
+        if isinstance(c, RedirectConnector) and int(entry.loa) >= required:
+            hint_fields = list(getattr(c, "hint_fields", ()))
+            out.append({"id": f"{entry.id}-redirect", "connector": entry.id, "kind": "link", "loa": int(entry.loa), "label": label,
+                        "action_suffix": f"redirect/{entry.id}", "fields": _fields(hint_fields, t), "button": t("continue")})
+        if isinstance(c, CertificateConnector) and int(entry.loa) >= required:
+            out.append({"id": f"{entry.id}-cert", "connector": entry.id, "kind": "link", "loa": int(entry.loa), "label": label,
+                        "action_suffix": f"certificate/{entry.id}", "fields": [], "button": t("continue")})
+    return out
+
+
+def available_methods(nixa: Any, pending: Any, t: Any, csrf: str) -> list[dict]:
+    required = pending.required_loa
+    methods: list[dict] = []
+    if getattr(nixa.settings, "local_accounts", True) and required <= LevelOfAssurance.LOW:
+        methods.append({
+            "id": "local", "kind": "form", "loa": int(LevelOfAssurance.LOW), "label": t("method_local"),
+            "action": f"/interaction/{pending.rid}/local",
+            "fields": [
+                {"name": "username", "label": t("username"), "kind": "text", "autocomplete": "username", "pattern": None,
+                 "value": pending.params.get("login_hint") if pending.params.get("login_hint", "").isidentifier() else None},
+                {"name": "password", "label": t("password"), "kind": "password", "autocomplete": "current-password", "pattern": None,
+                 "value": None},
+            ],
+        })
+    for m in connector_methods(nixa, required, t):
+        m["action"] = f"/interaction/{pending.rid}/{m.pop('action_suffix')}"
+        methods.append(m)
+    methods.sort(key=lambda m: -m["loa"])
+    return methods
+
+
+def throttle(nixa: Any, keys: list[str], *, peek: bool = False) -> int:
+    """Count a failure against every key (account, address); with peek, only tell whether any
+    key is over its limit. Returns seconds to wait, 0 when free."""
+    limit = nixa.settings.login_attempts_per_window
+    window = nixa.settings.login_window
+    wait = 0
+    for key in keys:
+        name = f"throttle:{key}"
+        if peek:
+            count = nixa.store.get(name) or 0
+        else:
+            count = nixa.store.incr(name, window)
+        factor = 10 if key.startswith("ip:") else 1  # an address may be shared (NAT): more slack
+        if int(count) >= limit * factor:
+            wait = max(wait, int(nixa.store.ttl(name) or window))
+    return wait

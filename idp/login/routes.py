@@ -1,0 +1,338 @@
+"""Browser-facing routes: /authorize, the sign-in interaction (login, step-up, consent), /logout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from connectors.base import LevelOfAssurance
+from idp.login import flow
+from idp.login.methods import available_methods, throttle
+from idp.login.pages import (
+    browser_id,
+    ensure_browser_id,
+    message,
+    nixa_of,
+    redirect,
+    render,
+    session_cookie,
+    set_cookie,
+    translator,
+)
+from idp.login.session import BROWSER_COOKIE, SESSION_COOKIE, Sessions, check_csrf, csrf_token
+from idp.oidc.endpoints import client_ip
+from idp.oidc.params import BadRequest, read_form, read_query
+
+router = APIRouter()
+
+
+def sessions(nixa: Any) -> Sessions:
+    return Sessions(nixa.store, nixa.settings.sso_session_ttl, nixa.clock)
+
+
+# ---- /authorize ---------------------------------------------------------------------------------
+
+
+@router.get("/authorize")
+async def authorize_get(request: Request) -> Response:
+    return await _authorize(request, "GET")
+
+
+@router.post("/authorize")
+async def authorize_post(request: Request) -> Response:
+    return await _authorize(request, "POST")
+
+
+async def _authorize(request: Request, method: str) -> Response:
+    nixa = nixa_of(request)
+    t = translator(request)
+    try:
+        if method == "GET":
+            params = read_query(request, max_length=nixa.settings.max_param_length)
+        else:
+            params = await read_form(request, max_body=nixa.settings.max_body_bytes, max_length=nixa.settings.max_param_length)
+    except BadRequest as exc:
+        return message(request, t, "error_bad_request", exc.status, detail=exc.description)
+    t = translator(request, params.get("ui_locales"))
+    bid, new_browser = ensure_browser_id(request)
+    session = sessions(nixa).load(session_cookie(request))
+    try:
+        kind, value = await run_in_threadpool(flow.begin, nixa, params, bid, session)
+        if kind == "finish":
+            kind, value = "redirect", await run_in_threadpool(_finish, nixa, value, bid, session_cookie(request), session)
+    except flow.PageError as err:
+        nixa.events.emit("request.rejected", client_id=params.get("client_id", "")[:128] or None, ip=client_ip(request, nixa),
+                         data={"reason": err.code})
+        return message(request, t, f"error_{err.code}", err.status)
+    response = redirect(value if kind == "redirect" else f"/interaction/{value}")
+    if new_browser:
+        set_cookie(response, request, BROWSER_COOKIE, bid, None)
+    return response
+
+
+def _finish(nixa: Any, rid: str, bid: str, cookie: str | None, session: Any) -> str:
+    pending = nixa.store.get(f"authz:{rid}") or {}
+    url = flow.finish(nixa, rid, bid, session)
+    if pending.get("client_id"):
+        sessions(nixa).add_client(cookie, session, pending["client_id"])
+    return url
+
+
+# ---- the interaction -----------------------------------------------------------------------------
+
+
+def _load(request: Request, rid: str) -> tuple[Any, Any, Any]:
+    nixa = nixa_of(request)
+    pending = flow.load(nixa, rid, browser_id(request))
+    t = translator(request, pending.params.get("ui_locales") if pending else None)
+    return nixa, pending, t
+
+
+@router.get("/interaction/{rid}")
+def interaction(request: Request, rid: str) -> Response:
+    nixa, pending, t = _load(request, rid)
+    if pending is None:
+        return message(request, t, "error_expired_request")
+    return _show_step(request, nixa, pending, t)
+
+
+def _show_step(request: Request, nixa: Any, pending: flow.Pending, t: Any, error: str | None = None, status: int = 200) -> Response:
+    cookie = session_cookie(request)
+    session = sessions(nixa).load(cookie)
+    client = nixa.clients.get(pending.client_id)
+    if client is None:
+        return message(request, t, "error_unknown_client")
+    bid = browser_id(request) or ""
+    csrf = csrf_token(nixa.csrf_key, bid, pending.rid)
+    if flow.session_satisfies(nixa, pending, session):
+        if flow.needs_consent(nixa, pending, session):
+            scopes = [s for s in ("openid", "profile", "email", "phone", "address", "national_id", "roles", "offline_access")
+                      if s in flow.client_scopes(client, pending)]
+            name = (nixa.people.attributes(session.person_id).get("name") or None)
+            return render(request, "consent.html", t, rid=pending.rid, csrf=csrf, client_name=client.name, scopes=scopes,
+                          person_name=name.value if name else "")
+        return _complete(request, nixa, pending, session, cookie)
+    methods = available_methods(nixa, pending, t, csrf)
+    if not methods:
+        url = flow.deny(nixa, pending.rid, bid, "unmet_authentication_requirements",
+                        "No sign-in method reaches the requested level of assurance")
+        return redirect(url)
+    return render(request, "login.html", t, status=status, rid=pending.rid, csrf=csrf, client_name=client.name,
+                  level=pending.required_loa, methods=methods, error=error)
+
+
+def _complete(request: Request, nixa: Any, pending: flow.Pending, session: Any, cookie: str | None) -> Response:
+    url = flow.finish(nixa, pending.rid, browser_id(request) or "", session)
+    sessions(nixa).add_client(cookie, session, pending.client_id)
+    return redirect(url)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    nixa = nixa_of(request)
+    return await read_form(request, max_body=nixa.settings.max_body_bytes, max_length=nixa.settings.max_param_length)
+
+
+def _csrf_ok(request: Request, nixa: Any, rid: str, form: dict[str, str]) -> bool:
+    return check_csrf(nixa.csrf_key, browser_id(request), rid, form.get("csrf"))
+
+
+def signed_in(request: Request, nixa: Any, pending: flow.Pending, t: Any, *, person_id: str, loa: int, amr: list[str],
+              method: str) -> Response:
+    """A method proved who the person is: establish or step up the SSO session, move on."""
+    cookie, session = sessions(nixa).establish(session_cookie(request), person_id=person_id, loa=loa, amr=amr, method=method)
+    pending.login_done = True
+    flow.save(nixa, pending)
+    nixa.events.emit("login.succeeded", person_id=person_id, client_id=pending.client_id, ip=client_ip(request, nixa),
+                     data={"method": method, "acr": LevelOfAssurance(session.loa).acr, "amr": amr})
+    if flow.session_satisfies(nixa, pending, session) and not flow.needs_consent(nixa, pending, session):
+        url = flow.finish(nixa, pending.rid, browser_id(request) or "", session)
+        sessions(nixa).add_client(cookie, session, pending.client_id)
+        response = redirect(url)
+    else:
+        response = redirect(f"/interaction/{pending.rid}")
+    set_cookie(response, request, SESSION_COOKIE, cookie, nixa.settings.sso_session_ttl)
+    return response
+
+
+@router.post("/interaction/{rid}/local")
+async def local_login(request: Request, rid: str) -> Response:
+    nixa, pending, t = _load(request, rid)
+    try:
+        form = await _form(request)
+    except BadRequest as exc:
+        return message(request, t, "error_bad_request", exc.status, detail=exc.description)
+    return await run_in_threadpool(_local_login, request, nixa, pending, t, form)
+
+
+def _local_login(request: Request, nixa: Any, pending: flow.Pending | None, t: Any, form: dict[str, str]) -> Response:
+    if pending is None:
+        return message(request, t, "error_expired_request")
+    if not _csrf_ok(request, nixa, pending.rid, form):
+        return message(request, t, "error_csrf", 403)
+    username = form.get("username", "")[:128]
+    ip = client_ip(request, nixa)
+    wait = throttle(nixa, ["local:" + username.lower(), "ip:" + (ip or "")], peek=True)
+    if wait:
+        nixa.events.emit("login.throttled", client_id=pending.client_id, ip=ip, data={"method": "local"})
+        return _show_step(request, nixa, pending, t, error=t("rate_limited", seconds=wait), status=429)
+    person_id = nixa.people.check_local_password(username, form.get("password", ""))
+    if person_id is None:
+        throttle(nixa, ["local:" + username.lower(), "ip:" + (ip or "")])
+        nixa.events.emit("login.failed", client_id=pending.client_id, ip=ip, data={"method": "local", "reason": "invalid_credentials"})
+        return _show_step(request, nixa, pending, t, error=t("invalid_credentials"), status=401)
+    return signed_in(request, nixa, pending, t, person_id=person_id, loa=int(LevelOfAssurance.LOW), amr=["pwd"], method="local")
+
+
+@router.post("/interaction/{rid}/consent")
+async def consent(request: Request, rid: str) -> Response:
+    nixa, pending, t = _load(request, rid)
+    try:
+        form = await _form(request)
+    except BadRequest as exc:
+        return message(request, t, "error_bad_request", exc.status, detail=exc.description)
+    return await run_in_threadpool(_consent, request, nixa, pending, t, form)
+
+
+def _consent(request: Request, nixa: Any, pending: flow.Pending | None, t: Any, form: dict[str, str]) -> Response:
+    if pending is None:
+        return message(request, t, "error_expired_request")
+    if not _csrf_ok(request, nixa, pending.rid, form):
+        return message(request, t, "error_csrf", 403)
+    cookie = session_cookie(request)
+    session = sessions(nixa).load(cookie)
+    if not flow.session_satisfies(nixa, pending, session):
+        return redirect(f"/interaction/{pending.rid}")
+    if form.get("decision") != "allow":
+        return redirect(flow.deny(nixa, pending.rid, browser_id(request) or ""))
+    client = nixa.clients.get(pending.client_id)
+    nixa.record_consent(session.person_id, pending.client_id, flow.client_scopes(client, pending) - {"openid"})
+    pending.consent_done = True
+    flow.save(nixa, pending)
+    return _complete(request, nixa, pending, session, cookie)
+
+
+@router.post("/interaction/{rid}/cancel")
+async def cancel(request: Request, rid: str) -> Response:
+    nixa, pending, t = _load(request, rid)
+    try:
+        form = await _form(request)
+    except BadRequest as exc:
+        return message(request, t, "error_bad_request", exc.status, detail=exc.description)
+    if pending is None:
+        return message(request, t, "error_expired_request")
+    if not _csrf_ok(request, nixa, pending.rid, form):
+        return message(request, t, "error_csrf", 403)
+    return redirect(await run_in_threadpool(flow.deny, nixa, pending.rid, browser_id(request) or ""))
+
+
+# ---- home -----------------------------------------------------------------------------------------
+
+
+@router.get("/")
+def home(request: Request) -> Response:
+    return render(request, "home.html", translator(request))
+
+
+# ---- RP-Initiated Logout 1.0 --------------------------------------------------------------------
+
+
+@router.get("/logout")
+async def logout_get(request: Request) -> Response:
+    return await _logout(request, "GET")
+
+
+@router.post("/logout")
+async def logout_post(request: Request) -> Response:
+    return await _logout(request, "POST")
+
+
+async def _logout(request: Request, method: str) -> Response:
+    nixa = nixa_of(request)
+    t = translator(request)
+    try:
+        if method == "GET":
+            params = read_query(request, max_length=nixa.settings.max_param_length)
+        else:
+            params = await read_form(request, max_body=nixa.settings.max_body_bytes, max_length=nixa.settings.max_param_length)
+    except BadRequest as exc:
+        return message(request, t, "error_bad_request", exc.status, detail=exc.description)
+    t = translator(request, params.get("ui_locales"))
+    return await run_in_threadpool(_logout_request, request, nixa, t, params)
+
+
+def _logout_request(request: Request, nixa: Any, t: Any, params: dict[str, str]) -> Response:
+    import secrets
+
+    hint = None
+    if "id_token_hint" in params:
+        hint = nixa.tokens.validate_id_token_hint(params["id_token_hint"])
+        if hint is None:
+            return message(request, t, "error_invalid_logout")
+    client_id = params.get("client_id")
+    if hint is not None:
+        aud = hint.get("aud")
+        auds = aud if isinstance(aud, list) else [aud]
+        if client_id and client_id not in auds:
+            return message(request, t, "error_invalid_logout")
+        client_id = client_id or auds[0]
+    target = params.get("post_logout_redirect_uri")
+    if target:
+        client = nixa.clients.get(client_id) if client_id else None
+        if client is None or not client.check_post_logout_redirect_uri(target):
+            return message(request, t, "error_invalid_logout")
+    cookie = session_cookie(request)
+    session = sessions(nixa).load(cookie)
+    bid, new_browser = ensure_browser_id(request)
+    handle = secrets.token_urlsafe(18)
+    nixa.store.put(f"logout:{handle}", {"target": target, "state": params.get("state"), "client_id": client_id, "browser": bid}, 600)
+    if session is None or (hint is not None and hint.get("sid") == session.sid):
+        # Nothing to confirm: no session, or the hint proves the request comes from this session's app.
+        return _do_logout(request, nixa, t, handle, bid)
+    response = render(request, "logout.html", t, csrf=csrf_token(nixa.csrf_key, bid, "logout:" + handle), logout_request=handle)
+    if new_browser:
+        set_cookie(response, request, BROWSER_COOKIE, bid, None)
+    return response
+
+
+@router.post("/logout/confirm")
+async def logout_confirm(request: Request) -> Response:
+    nixa = nixa_of(request)
+    t = translator(request)
+    try:
+        form = await _form(request)
+    except BadRequest as exc:
+        return message(request, t, "error_bad_request", exc.status, detail=exc.description)
+    handle = form.get("logout_request", "")
+    bid = browser_id(request)
+    if not check_csrf(nixa.csrf_key, bid, "logout:" + handle, form.get("csrf")):
+        return message(request, t, "error_csrf", 403)
+    if form.get("decision") != "yes":
+        data = nixa.store.take(f"logout:{handle}") or {}
+        return message(request, t, "logout_no", 200, is_error=False, title_key="logout_title",
+                       back_url=_with_state(data.get("target"), data.get("state")))
+    return await run_in_threadpool(_do_logout, request, nixa, t, handle, bid)
+
+
+def _with_state(target: str | None, state: str | None) -> str | None:
+    if not target:
+        return None
+    return flow.add_query(target, {"state": state}) if state else target
+
+
+def _do_logout(request: Request, nixa: Any, t: Any, handle: str, bid: str | None) -> Response:
+    from idp.login.pages import delete_cookie
+
+    data = nixa.store.take(f"logout:{handle}")
+    if not data or data.get("browser") != bid:
+        return message(request, t, "error_expired_request")
+    ended = sessions(nixa).end(session_cookie(request))
+    if ended is not None:
+        nixa.events.emit("logout", person_id=ended.person_id, client_id=data.get("client_id"), ip=client_ip(request, nixa),
+                         data={"sid": ended.sid, "clients": ended.clients})
+    target = _with_state(data.get("target"), data.get("state"))
+    response = redirect(target) if target else message(request, t, "logged_out", 200, is_error=False, title_key="logout_title")
+    delete_cookie(response, request, SESSION_COOKIE)
+    return response

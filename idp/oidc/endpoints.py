@@ -1,0 +1,242 @@
+"""Protocol endpoints a relying party talks to directly: discovery, JWKS, token, userinfo,
+introspection, revocation, PAR. The browser-facing ones (/authorize, /logout) live in idp/login."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse, Response
+
+from connectors.base import ACR_BY_LEVEL
+from idp.identity.people import SCOPE_CLAIMS
+from idp.oidc.params import BadRequest, read_form
+from idp.oidc.server import AUTH_METHODS, NixaRequest
+from idp.oidc.tokens import InvalidToken
+
+router = APIRouter()
+
+
+def get_nixa(request: Request) -> Any:
+    return request.app.state.nixa
+
+
+NixaDep = Annotated[Any, Depends(get_nixa)]
+PAR_URN = "urn:ietf:params:oauth:request_uri:"
+
+
+def client_ip(request: Request, nixa: Any) -> str | None:
+    peer = request.client.host if request.client else None
+    if peer and peer in nixa.settings.trusted_proxies:
+        forwarded = request.headers.get("x-forwarded-for")
+        if forwarded:
+            return forwarded.split(",")[0].strip()
+    return peer
+
+
+async def oauth_request(request: Request, nixa: Any) -> NixaRequest:
+    form = await read_form(request, max_body=nixa.settings.max_body_bytes, max_length=nixa.settings.max_param_length)
+    return NixaRequest("POST", str(request.url), request.headers, form=form, remote_addr=client_ip(request, nixa))
+
+
+# ---- discovery -------------------------------------------------------------------------------
+
+
+def discovery_document(nixa: Any) -> dict:
+    iss = nixa.settings.issuer
+    return {
+        "issuer": iss,
+        "authorization_endpoint": f"{iss}/authorize",
+        "token_endpoint": f"{iss}/token",
+        "userinfo_endpoint": f"{iss}/userinfo",
+        "jwks_uri": f"{iss}/jwks",
+        "introspection_endpoint": f"{iss}/introspect",
+        "revocation_endpoint": f"{iss}/revoke",
+        "end_session_endpoint": f"{iss}/logout",
+        "pushed_authorization_request_endpoint": f"{iss}/par",
+        "require_pushed_authorization_requests": False,
+        "scopes_supported": nixa.scopes_supported,
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "subject_types_supported": ["pairwise", "public"],
+        "id_token_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "PS256", "EdDSA"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "code_challenge_methods_supported": ["S256"],
+        "acr_values_supported": list(ACR_BY_LEVEL.values()),
+        "claims_supported": sorted({"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "azp", "at_hash"}
+                                   | {c for cs in SCOPE_CLAIMS.values() for c in cs}),
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "ui_locales_supported": ["vi", "en"],
+        "claims_locales_supported": ["vi"],
+        "authorization_response_iss_parameter_supported": True,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "claims_parameter_supported": False,
+        "frontchannel_logout_supported": False,
+        "backchannel_logout_supported": False,
+        "service_documentation": f"{iss}/",
+    }
+
+
+CACHE_PUBLIC = {"Cache-Control": "public, max-age=300"}
+
+
+@router.get("/.well-known/openid-configuration")
+def openid_configuration(nixa: NixaDep) -> Response:
+    return JSONResponse(discovery_document(nixa), headers=CACHE_PUBLIC)
+
+
+@router.get("/.well-known/oauth-authorization-server")
+def oauth_metadata(nixa: NixaDep) -> Response:
+    return JSONResponse(discovery_document(nixa), headers=CACHE_PUBLIC)
+
+
+@router.get("/jwks")
+def jwks(nixa: NixaDep) -> Response:
+    return JSONResponse(nixa.keys.jwks(), headers=CACHE_PUBLIC, media_type="application/jwk-set+json")
+
+
+# ---- token, introspection, revocation ---------------------------------------------------------------
+
+
+@router.post("/token")
+async def token(request: Request, nixa: NixaDep) -> Response:
+    req = await oauth_request(request, nixa)
+    response = await run_in_threadpool(nixa.server.create_token_response, req)
+    if response.status_code >= 400:
+        await run_in_threadpool(_token_failed, nixa, req, response)
+    return response
+
+
+def _token_failed(nixa: Any, req: NixaRequest, response: Response) -> None:
+    import json
+
+    try:
+        error = json.loads(response.body).get("error")
+    except ValueError:
+        error = None
+    nixa.events.emit("token.failed", client_id=req.form.get("client_id") or (req.client.client_id if req.client else None),
+                     ip=req.remote_addr, data={"error": error, "grant_type": req.form.get("grant_type", "")[:64]})
+
+
+@router.post("/introspect")
+async def introspect(request: Request, nixa: NixaDep) -> Response:
+    req = await oauth_request(request, nixa)
+    return await run_in_threadpool(nixa.server.create_endpoint_response, "introspection", req)
+
+
+@router.post("/revoke")
+async def revoke(request: Request, nixa: NixaDep) -> Response:
+    req = await oauth_request(request, nixa)
+    return await run_in_threadpool(nixa.server.create_endpoint_response, "revocation", req)
+
+
+# ---- userinfo (OIDC Core §5.3) ------------------------------------------------------------------------
+
+
+def _bearer_error(error: str, description: str, status: int) -> Response:
+    return JSONResponse(
+        {"error": error, "error_description": description},
+        status_code=status,
+        headers={"WWW-Authenticate": f'Bearer error="{error}", error_description="{description}"', "Cache-Control": "no-store"},
+    )
+
+
+def _userinfo(nixa: Any, access_token: str) -> Response:
+    try:
+        info = nixa.tokens.validate_access_token(access_token)
+    except InvalidToken as exc:
+        return _bearer_error("invalid_token", exc.description, 401)
+    if "openid" not in info.scope or not info.person_id:
+        return _bearer_error("insufficient_scope", "The access token does not carry the openid scope", 403)
+    client = nixa.clients.get(info.client_id)
+    if client is None:
+        return _bearer_error("invalid_token", "The client is no longer registered", 401)
+    claims = nixa.people.claims(info.person_id, info.scope, national_id_allowed=client.may_receive_national_id)
+    body = {"sub": info.claims["sub"], **claims}
+    nixa.release_claims(info.person_id, info.client_id, sorted(body), "userinfo")
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+def _bearer_from_header(request: Request) -> str | None:
+    auth = request.headers.get("authorization")
+    if not auth:
+        return None
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise BadRequest("The Authorization header must be 'Bearer <token>'.")
+    return value.strip()
+
+
+@router.get("/userinfo")
+def userinfo_get(request: Request, nixa: NixaDep) -> Response:
+    try:
+        token_value = _bearer_from_header(request)
+    except BadRequest as exc:
+        return _bearer_error("invalid_request", exc.description, 400)
+    if not token_value:
+        return JSONResponse({"error": "invalid_request", "error_description": "No access token"}, status_code=401,
+                            headers={"WWW-Authenticate": 'Bearer realm="nixa"', "Cache-Control": "no-store"})
+    return _userinfo(nixa, token_value)
+
+
+@router.post("/userinfo")
+async def userinfo_post(request: Request, nixa: NixaDep) -> Response:
+    try:
+        token_value = _bearer_from_header(request)
+        form: dict[str, str] = {}
+        if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            form = await read_form(request, max_body=nixa.settings.max_body_bytes, max_length=nixa.settings.max_param_length)
+    except BadRequest as exc:
+        return _bearer_error("invalid_request", exc.description, exc.status)
+    if token_value and form.get("access_token"):
+        # RFC 6750 §2: more than one method of sending the token is an invalid_request.
+        return _bearer_error("invalid_request", "The access token was sent more than once", 400)
+    token_value = token_value or form.get("access_token")
+    if not token_value:
+        return JSONResponse({"error": "invalid_request", "error_description": "No access token"}, status_code=401,
+                            headers={"WWW-Authenticate": 'Bearer realm="nixa"', "Cache-Control": "no-store"})
+    return await run_in_threadpool(_userinfo, nixa, token_value)
+
+
+# ---- pushed authorization requests (RFC 9126) ---------------------------------------------------------
+
+
+@router.post("/par")
+async def par(request: Request, nixa: NixaDep) -> Response:
+    req = await oauth_request(request, nixa)
+    return await run_in_threadpool(_par, nixa, req)
+
+
+def _par(nixa: Any, req: NixaRequest) -> Response:
+    from authlib.oauth2.rfc6749 import OAuth2Error
+
+    from idp.login.flow import AuthorizationError, check_authorization_request
+
+    try:
+        client = nixa.server.authenticate_client(req, AUTH_METHODS, endpoint="par")
+    except OAuth2Error as error:
+        return nixa.server.handle_error_response(req, error)
+    params = {k: v for k, v in req.form.items() if k not in ("client_assertion", "client_assertion_type", "client_secret")}
+    if "request_uri" in params:
+        return JSONResponse({"error": "invalid_request", "error_description": "request_uri is not allowed in a pushed request"},
+                            status_code=400, headers={"Cache-Control": "no-store"})
+    if params.get("client_id", client.client_id) != client.client_id:
+        return JSONResponse({"error": "invalid_request", "error_description": "client_id does not match the authenticated client"},
+                            status_code=400, headers={"Cache-Control": "no-store"})
+    params["client_id"] = client.client_id
+    try:
+        check_authorization_request(nixa, client, params)
+    except AuthorizationError as err:
+        return JSONResponse({"error": err.error, "error_description": err.description}, status_code=400,
+                            headers={"Cache-Control": "no-store"})
+    handle = secrets.token_urlsafe(24)
+    nixa.store.put(f"par:{handle}", {"client_id": client.client_id, "params": params}, nixa.settings.par_ttl)
+    return JSONResponse({"request_uri": PAR_URN + handle, "expires_in": nixa.settings.par_ttl}, status_code=201,
+                        headers={"Cache-Control": "no-store"})

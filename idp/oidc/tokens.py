@@ -1,0 +1,253 @@
+"""Access tokens (RFC 9068 JWTs with a jti), ID tokens, refresh tokens (hashed, rotating),
+and the revocation state that introspection and userinfo honour."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc.errors import JoseError
+from sqlalchemy import select, update
+
+from idp.events import Events
+from idp.settings import Settings
+from idp.store.db import Database
+from idp.store.ephemeral import EphemeralStore
+from idp.store.models import Grant, RefreshToken
+from keys.ring import KeyRing
+
+
+def token_hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def random_token(nbytes: int = 32) -> str:
+    return secrets.token_urlsafe(nbytes)
+
+
+def half_hash(value: str, alg: str) -> str:
+    """at_hash / c_hash (OIDC Core §3.1.3.6): left half of the hash matching the alg's size."""
+    digest = hashlib.sha512(value.encode()).digest() if alg == "EdDSA" else hashlib.sha256(value.encode()).digest()
+    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).decode().rstrip("=")
+
+
+class InvalidToken(Exception):
+    def __init__(self, description: str = "The access token is invalid") -> None:
+        super().__init__(description)
+        self.description = description
+
+
+@dataclass(frozen=True)
+class AccessTokenInfo:
+    claims: dict[str, Any]
+
+    @property
+    def scope(self) -> set[str]:
+        return set(str(self.claims.get("scope", "")).split())
+
+    @property
+    def person_id(self) -> str | None:
+        return self.claims.get("nixa_pid")
+
+    @property
+    def grant_id(self) -> str | None:
+        return self.claims.get("gid")
+
+    @property
+    def client_id(self) -> str:
+        return self.claims["client_id"]
+
+
+class TokenService:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        store: EphemeralStore,
+        keys: KeyRing,
+        events: Events,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.store = store
+        self.keys = keys
+        self.events = events
+        self.clock = clock
+
+    # ---- grants ----------------------------------------------------------------------
+
+    def new_grant(self, *, client_id: str, person_id: str | None, scope: str, sid: str | None = None,
+                  auth_time: float | None = None, acr: str | None = None, amr: list[str] | None = None) -> str:
+        with self.db.session() as s:
+            g = Grant(client_id=client_id, person_id=person_id, scope=scope, sid=sid, auth_time=auth_time, acr=acr, amr=amr or [], created_at=self.clock())
+            s.add(g)
+            s.flush()
+            return g.id
+
+    def revoke_grant(self, grant_id: str, reason: str, *, client_id: str | None = None, person_id: str | None = None) -> bool:
+        """Revoke a grant: its refresh tokens die (DB) and its access tokens die (store marker
+        for as long as any of them could live)."""
+        with self.db.session() as s:
+            done = s.execute(
+                update(Grant).where(Grant.id == grant_id, Grant.revoked_at.is_(None)).values(revoked_at=self.clock(), revoked_reason=reason)
+            ).rowcount
+        self.store.put(f"revoked:grant:{grant_id}", 1, self.settings.access_token_ttl + 60)
+        if done:
+            self.events.emit("grant.revoked", client_id=client_id, person_id=person_id, data={"grant_id": grant_id, "reason": reason})
+        return bool(done)
+
+    def grant_is_revoked(self, grant_id: str) -> bool:
+        return self.store.get(f"revoked:grant:{grant_id}") is not None
+
+    # ---- access tokens (RFC 9068) ------------------------------------------------------
+
+    def issue_access_token(self, *, client_id: str, sub: str, scope: str, grant_id: str | None, person_id: str | None,
+                           auth_time: float | None = None, acr: str | None = None, amr: list[str] | None = None,
+                           alg: str | None = None) -> tuple[str, int]:
+        now = int(self.clock())
+        ttl = self.settings.access_token_ttl
+        claims: dict[str, Any] = {
+            "iss": self.settings.issuer,
+            "sub": sub,
+            "aud": self.settings.issuer,
+            "client_id": client_id,
+            "iat": now,
+            "exp": now + ttl,
+            "jti": random_token(16),
+            "scope": scope,
+        }
+        if grant_id:
+            claims["gid"] = grant_id
+        if person_id:
+            # Internal person reference for userinfo; opaque and useless outside NIXA.
+            claims["nixa_pid"] = person_id
+        if auth_time is not None:
+            claims["auth_time"] = int(auth_time)
+        if acr:
+            claims["acr"] = acr
+        if amr:
+            claims["amr"] = list(amr)
+        return self.keys.sign(claims, alg or self.settings.default_signing_alg, typ="at+jwt"), ttl
+
+    def validate_access_token(self, token: str) -> AccessTokenInfo:
+        if not token or len(token) > 8192 or token.count(".") != 2:
+            raise InvalidToken()
+        try:
+            decoded = self.keys.verify(token)
+        except (JoseError, ValueError, KeyError, TypeError) as exc:
+            raise InvalidToken() from exc
+        if decoded.header.get("typ", "").lower() not in ("at+jwt", "application/at+jwt"):
+            raise InvalidToken()  # an ID token is not an access token (RFC 9068 §4)
+        claims = decoded.claims
+        now = self.clock()
+        if claims.get("iss") != self.settings.issuer or claims.get("aud") != self.settings.issuer:
+            raise InvalidToken()
+        exp = claims.get("exp")
+        if not isinstance(exp, (int, float)) or exp <= now:
+            raise InvalidToken("The access token expired")
+        if self.store.get(f"revoked:jti:{claims.get('jti')}") is not None:
+            raise InvalidToken("The access token was revoked")
+        gid = claims.get("gid")
+        if gid and self.grant_is_revoked(gid):
+            raise InvalidToken("The access token was revoked")
+        return AccessTokenInfo(claims)
+
+    def revoke_access_token(self, claims: dict[str, Any]) -> None:
+        left = max(1.0, float(claims.get("exp", 0)) - self.clock())
+        self.store.put(f"revoked:jti:{claims.get('jti')}", 1, left + 5)
+
+    # ---- refresh tokens -----------------------------------------------------------------
+
+    def issue_refresh_token(self, *, grant_id: str, client_id: str, scope: str) -> str:
+        value = random_token(32)
+        with self.db.session() as s:
+            s.add(
+                RefreshToken(
+                    token_hash=token_hash(value),
+                    grant_id=grant_id,
+                    client_id=client_id,
+                    scope=scope,
+                    issued_at=self.clock(),
+                    expires_at=self.clock() + self.settings.refresh_token_ttl,
+                )
+            )
+        return value
+
+    def find_refresh_token(self, value: str) -> tuple[RefreshToken, Grant] | None:
+        if not value or len(value) > 512:
+            return None
+        with self.db.session() as s:
+            row = s.get(RefreshToken, token_hash(value))
+            if row is None:
+                return None
+            grant = s.get(Grant, row.grant_id)
+            return row, grant
+
+    def mark_rotated(self, token_hash_value: str) -> bool:
+        """Atomic: of two concurrent uses of one refresh token, exactly one wins."""
+        with self.db.session() as s:
+            return (
+                s.execute(
+                    update(RefreshToken)
+                    .where(RefreshToken.token_hash == token_hash_value, RefreshToken.rotated_at.is_(None))
+                    .values(rotated_at=self.clock())
+                ).rowcount
+                == 1
+            )
+
+    def revoke_refresh_token(self, row: RefreshToken) -> None:
+        with self.db.session() as s:
+            s.execute(update(RefreshToken).where(RefreshToken.token_hash == row.token_hash).values(rotated_at=self.clock(), expires_at=self.clock()))
+
+    def grants_for_sid(self, sid: str) -> list[Grant]:
+        with self.db.session() as s:
+            return list(s.scalars(select(Grant).where(Grant.sid == sid, Grant.revoked_at.is_(None))))
+
+    # ---- ID tokens ------------------------------------------------------------------------
+
+    def issue_id_token(self, *, client_id: str, sub: str, alg: str, nonce: str | None, auth_time: float | None,
+                       acr: str | None, amr: list[str] | None, sid: str | None, access_token: str | None,
+                       extra: dict[str, Any] | None = None) -> str:
+        now = int(self.clock())
+        claims: dict[str, Any] = {
+            "iss": self.settings.issuer,
+            "sub": sub,
+            "aud": client_id,
+            "azp": client_id,
+            "iat": now,
+            "exp": now + self.settings.id_token_ttl,
+        }
+        if auth_time is not None:
+            claims["auth_time"] = int(auth_time)
+        if nonce:
+            claims["nonce"] = nonce
+        if acr:
+            claims["acr"] = acr
+        if amr:
+            claims["amr"] = list(amr)
+        if sid:
+            claims["sid"] = sid
+        if access_token:
+            claims["at_hash"] = half_hash(access_token, alg)
+        if extra:
+            claims.update(extra)
+        return self.keys.sign(claims, alg)
+
+    def validate_id_token_hint(self, token: str) -> dict[str, Any] | None:
+        """id_token_hint at logout: our signature and issuer; expiry is allowed (RP-Initiated
+        Logout §2 lets an expired ID token serve as a hint)."""
+        if not token or len(token) > 8192:
+            return None
+        try:
+            decoded = self.keys.verify(token)
+        except (JoseError, ValueError, KeyError, TypeError):
+            return None
+        if decoded.header.get("typ", "JWT") != "JWT" or decoded.claims.get("iss") != self.settings.issuer:
+            return None
+        return decoded.claims

@@ -1,0 +1,57 @@
+"""Every setting NIXA has, declared once with its default and what it is for.
+
+Environment variables with prefix NIXA_ override. Embedded defaults need no configuration:
+SQLite under ./var, in-process ephemeral store, a throwaway master key the demo generates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NIXA_", extra="ignore")
+
+    issuer: str = Field("http://127.0.0.1:8000", description="The OpenID Provider's issuer URL (no trailing slash).")
+    database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite at var_dir/nixa.db.")
+    redis_url: str = Field("", description="redis:// URL for the ephemeral store; empty means in-process.")
+    var_dir: Path = Field(Path("var"), description="Where the embedded default keeps its files.")
+    master_key: str = Field(
+        "", description="Base64url 32-byte key that encrypts signing keys at rest. Empty: read/create var_dir/master.key (demo only)."
+    )
+
+    # Lifetimes, in seconds.
+    code_ttl: int = Field(60, description="Authorization code lifetime (RFC 9700 recommends short).")
+    access_token_ttl: int = Field(600, description="Access token lifetime.")
+    id_token_ttl: int = Field(600, description="ID token lifetime.")
+    refresh_token_ttl: int = Field(30 * 86400, description="Refresh token lifetime (absolute per token).")
+    pending_request_ttl: int = Field(1800, description="How long a sign-in may take from /authorize to the code.")
+    par_ttl: int = Field(60, description="request_uri lifetime for pushed authorization requests (RFC 9126).")
+    sso_session_ttl: int = Field(8 * 3600, description="SSO session lifetime.")
+    key_retire_grace: int = Field(3600, description="Extra time a retired key stays published after its last token expired.")
+
+    default_signing_alg: str = Field("ES256", description="ID token / access token alg when a client names none.")
+    cookie_secure: bool | None = Field(None, description="Secure cookies; default: on when the issuer is https.")
+    trusted_proxies: list[str] = Field(default_factory=list, description="Addresses whose X-Forwarded-* and client-certificate headers are believed.")
+
+    max_param_length: int = Field(4096, description="Longest accepted value of any one protocol parameter.")
+    max_body_bytes: int = Field(64 * 1024, description="Largest accepted request body.")
+    login_attempts_per_window: int = Field(10, description="Failed sign-ins per account per window before throttling.")
+    login_window: int = Field(900, description="Throttling window, seconds.")
+
+    demo: bool = Field(False, description="Seed demo data and mount the developer pages.")
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.var_dir / 'nixa.db').as_posix()}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return self.issuer.startswith("https://")

@@ -1,0 +1,199 @@
+"""Durable state (SQLite embedded, PostgreSQL scale-out). Every change needs an Alembic migration."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now() -> float:
+    return time.time()
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Person(Base):
+    """One human, whatever the sources they signed in with. `id` is internal and never released."""
+
+    __tablename__ = "persons"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    # The verified 12-digit personal identification number, once a source proved it.
+    national_id: Mapped[str | None] = mapped_column(String(12), unique=True, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class PersonAttribute(Base):
+    """A verified claim value with its source and verification time (OIDC4IDA verified_claims)."""
+
+    __tablename__ = "person_attributes"
+    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[object] = mapped_column(JSON)
+    source: Mapped[str] = mapped_column(String(64))
+    verified_at: Mapped[float] = mapped_column(Float)
+
+
+class LinkedIdentity(Base):
+    __tablename__ = "linked_identities"
+    __table_args__ = (UniqueConstraint("connector_id", "subject", name="uq_link_connector_subject"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
+    connector_id: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(255))
+    loa: Mapped[int] = mapped_column(Integer, default=1)
+    connector_data: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    last_used_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class LocalAccount(Base):
+    """Local test/demo accounts: username + argon2id password, linked to a Person."""
+
+    __tablename__ = "local_accounts"
+    username: Mapped[str] = mapped_column(String(128), primary_key=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Client(Base):
+    """A relying party. `metadata_` holds RFC 7591 metadata; the secret only as a keyed hash."""
+
+    __tablename__ = "clients"
+    client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    secret_hash: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    metadata_: Mapped[dict] = mapped_column("metadata", JSON, default=dict)
+    first_party: Mapped[bool] = mapped_column(Boolean, default=False)
+    may_receive_national_id: Mapped[bool] = mapped_column(Boolean, default=False)
+    require_par: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Consent(Base):
+    __tablename__ = "consents"
+    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"), primary_key=True)
+    scopes: Mapped[str] = mapped_column(Text)
+    granted_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Grant(Base):
+    """What a person let a client have; refresh tokens and access tokens hang off it."""
+
+    __tablename__ = "grants"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    person_id: Mapped[str | None] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), nullable=True, index=True)
+    client_id: Mapped[str] = mapped_column(String(128), index=True)
+    scope: Mapped[str] = mapped_column(Text, default="")
+    sid: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    auth_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    acr: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    amr: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    revoked_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class RefreshToken(Base):
+    """Stored only as SHA-256 of the token; a dump yields nothing usable."""
+
+    __tablename__ = "refresh_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grant_id: Mapped[str] = mapped_column(ForeignKey("grants.id", ondelete="CASCADE"), index=True)
+    client_id: Mapped[str] = mapped_column(String(128))
+    scope: Mapped[str] = mapped_column(Text, default="")
+    issued_at: Mapped[float] = mapped_column(Float, default=now)
+    expires_at: Mapped[float] = mapped_column(Float)
+    rotated_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class SigningKey(Base):
+    __tablename__ = "signing_keys"
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alg: Mapped[str] = mapped_column(String(16), index=True)
+    state: Mapped[str] = mapped_column(String(16))  # pending | active | retired
+    private_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    public_jwk: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    activated_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    retired_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class KeyRingState(Base):
+    """One row per alg; `generation` is the optimistic lock that makes rotation race-safe."""
+
+    __tablename__ = "key_ring_state"
+    alg: Mapped[str] = mapped_column(String(16), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    rotated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class ConnectorConfig(Base):
+    __tablename__ = "connector_configs"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64))
+    display_name_vi: Mapped[str] = mapped_column(String(128), default="")
+    display_name_en: Mapped[str] = mapped_column(String(128), default="")
+    config: Mapped[dict] = mapped_column(JSON, default=dict)
+    loa: Mapped[int] = mapped_column(Integer, default=1)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    position: Mapped[int] = mapped_column(Integer, default=100)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class AuditEvent(Base):
+    """Append-only and hash-chained: each row's hash covers the previous row's hash."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float, default=now, index=True)
+    type: Mapped[str] = mapped_column(String(64), index=True)
+    person_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    client_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AccessLogEntry(Base):
+    """What the citizen sees: which app received which of their claims, when."""
+
+    __tablename__ = "access_log"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    person_id: Mapped[str] = mapped_column(String(32), index=True)
+    client_id: Mapped[str] = mapped_column(String(128))
+    at: Mapped[float] = mapped_column(Float, default=now)
+    claims: Mapped[list] = mapped_column(JSON, default=list)
+    channel: Mapped[str] = mapped_column(String(16))  # id_token | userinfo
+
+
+Index("ix_access_log_person_at", AccessLogEntry.person_id, AccessLogEntry.at)
