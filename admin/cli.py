@@ -35,6 +35,12 @@ def _mount_optional(module: str, name: str, help_text: str) -> None:
 
 
 _mount_optional("connectors.certificate.cli", "pki", "Test PKI: root and licensed CAs, citizen certificates, CRL")
+try:  # the stand-in for the USB-token signing plug-in
+    from connectors.certificate.cli import sign as _sign
+
+    app.command("sign", help="Sign a sign-in challenge with a PKCS#12 certificate (test stand-in for the USB-token plug-in)")(_sign)
+except ImportError:
+    pass
 _mount_optional("connectors.population.cli", "registry", "Population registry sandbox data")
 
 

@@ -167,6 +167,9 @@ def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) ->
 
     app.include_router(oidc_router)
     app.include_router(login_router)
+    from idp.login.federated import router as federated_router
+
+    app.include_router(federated_router)
     app.add_middleware(SecurityHeaders)
     from pathlib import Path
 

@@ -8,6 +8,7 @@ from typing import Any
 from connectors.base import (
     CertificateConnector,
     ChallengeConnector,
+    FormField,
     LevelOfAssurance,
     PasswordConnector,
     RedirectConnector,
@@ -22,25 +23,34 @@ def _fields(fields: Any, t: Any, values: dict[str, str] | None = None) -> list[d
     ]
 
 
-def connector_methods(nixa: Any, required: int, t: Any) -> list[dict]:
-    """One entry per (connector, capability) whose level reaches `required`."""
+PROOFING_TYPES = ("population", "certificate")
+
+
+def connector_methods(nixa: Any, required: int, t: Any, proofing: bool = False) -> list[dict]:
+    """One entry per (connector, capability) whose level reaches `required`. While proofing a
+    national ID, only the sources that prove it (registry, certificate) are offered."""
     out = []
     for entry in nixa.connectors.entries():
+        if proofing and entry.type not in PROOFING_TYPES:
+            continue
         c = entry.instance
         label = entry.display_name_vi if t.lang == "vi" else entry.display_name_en
         label = label or entry.id
         # A connector can reach a higher level through a challenge (registry + SMS OTP) than
         # through its password-style check alone: offer each capability at its own level.
-        challenge_loa = int(entry.config.get("challenge_loa", entry.loa))
+        challenge_loa = int(LevelOfAssurance.parse(entry.config.get("challenge_loa", entry.loa)))
         if isinstance(c, ChallengeConnector) and challenge_loa >= required:
             out.append({"id": f"{entry.id}-challenge", "connector": entry.id, "kind": "form", "loa": challenge_loa, "label": label,
                         "action_suffix": f"challenge/{entry.id}", "fields": _fields(c.challenge_fields, t),
                         "button": t("continue")})
-        elif isinstance(c, PasswordConnector) and int(entry.loa) >= required:
-            out.append({"id": entry.id, "connector": entry.id, "kind": "form", "loa": int(entry.loa), "label": label,
+        if isinstance(c, PasswordConnector) and int(entry.loa) >= required:
+            out.append({"id": entry.id, "connector": entry.id, "kind": "form", "loa": int(entry.loa),
+                        "label": label if not isinstance(c, ChallengeConnector) else f"{label} ({t('knowledge_only')})",
                         "action_suffix": f"password/{entry.id}", "fields": _fields(c.fields, t)})
         if isinstance(c, RedirectConnector) and int(entry.loa) >= required:
             hint_fields = list(getattr(c, "hint_fields", ()))
+            if not hint_fields and any(k in str(entry.config.get("login_hint_format", "")) for k in ("msisdn", "e164")):
+                hint_fields = [FormField("login_hint", "Số điện thoại di động", "Mobile phone number", "tel", "tel")]
             out.append({"id": f"{entry.id}-redirect", "connector": entry.id, "kind": "link", "loa": int(entry.loa), "label": label,
                         "action_suffix": f"redirect/{entry.id}", "fields": _fields(hint_fields, t), "button": t("continue")})
         if isinstance(c, CertificateConnector) and int(entry.loa) >= required:
@@ -50,9 +60,10 @@ def connector_methods(nixa: Any, required: int, t: Any) -> list[dict]:
 
 
 def available_methods(nixa: Any, pending: Any, t: Any, csrf: str) -> list[dict]:
-    required = pending.required_loa
+    proofing = bool(pending.proofing)
+    required = int(LevelOfAssurance.LOW) if proofing else pending.required_loa
     methods: list[dict] = []
-    if getattr(nixa.settings, "local_accounts", True) and required <= LevelOfAssurance.LOW:
+    if not proofing and getattr(nixa.settings, "local_accounts", True) and required <= LevelOfAssurance.LOW:
         methods.append({
             "id": "local", "kind": "form", "loa": int(LevelOfAssurance.LOW), "label": t("method_local"),
             "action": f"/interaction/{pending.rid}/local",
@@ -63,7 +74,7 @@ def available_methods(nixa: Any, pending: Any, t: Any, csrf: str) -> list[dict]:
                  "value": None},
             ],
         })
-    for m in connector_methods(nixa, required, t):
+    for m in connector_methods(nixa, required, t, proofing):
         m["action"] = f"/interaction/{pending.rid}/{m.pop('action_suffix')}"
         methods.append(m)
     methods.sort(key=lambda m: -m["loa"])

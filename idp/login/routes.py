@@ -121,7 +121,7 @@ def _show_step(request: Request, nixa: Any, pending: flow.Pending, t: Any, error
                         "No sign-in method reaches the requested level of assurance")
         return redirect(url)
     return render(request, "login.html", t, status=status, rid=pending.rid, csrf=csrf, client_name=client.name,
-                  level=pending.required_loa, methods=methods, error=error)
+                  level=pending.required_loa, methods=methods, error=error, proofing=bool(pending.proofing))
 
 
 def _complete(request: Request, nixa: Any, pending: flow.Pending, session: Any, cookie: str | None) -> Response:

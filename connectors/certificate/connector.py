@@ -1,0 +1,198 @@
+"""Sign-in with a digital-signature certificate from a licensed Vietnamese CA.
+
+Two ways in, one validation:
+
+* Signed challenge. `new_challenge()` issues a random, single-use challenge (120 s); the
+  citizen's signing plug-in (USB token) signs its exact bytes; `authenticate(chain, signed)`
+  checks the challenge is ours and unused, the signature with the leaf's key, then the chain.
+* mTLS terminated at a trusted reverse proxy. nginx verifies possession of the key in the TLS
+  handshake (`ssl_verify_client optional_no_ca`) and forwards `$ssl_client_escaped_cert`;
+  `from_proxy_header(value, remote_addr)` accepts it only from an address in `trusted_proxies`.
+
+Configuration (`ctx.config`):
+    trust_anchors       PEM strings or paths of the root (or CA) certificates to trust. Required.
+    intermediate_certs  PEM strings or paths of CA certificates clients may leave out (nginx
+                        forwards only the leaf). Default none.
+    ocsp_timeout        seconds per OCSP call (default 3). crl_timeout: per CRL download (default 5).
+    require_ocsp        true: the leaf's status must come from OCSP, no CRL fallback (default false).
+    trusted_proxies     IPs/CIDRs allowed to forward a client certificate (default none).
+    key_storage         "hardware" (USB token/HSM: amr hwk, default), "smartcard" (amr hwk+sc)
+                        or "software" (amr swk). RFC 8176 §2.
+    clock_skew          seconds tolerated on validity and revocation times (default 60).
+
+Error codes: cert_malformed, cert_untrusted, cert_expired, cert_wrong_usage, cert_revoked,
+cert_no_national_id, bad_signature, challenge_expired, untrusted_proxy, upstream_unavailable.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import ipaddress
+import json
+import secrets
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from connectors.base import (
+    Assertion,
+    ChallengeExpired,
+    ConnectorContext,
+    Health,
+    InvalidCredentials,
+    LevelOfAssurance,
+    NotAllowed,
+    VerifiedAttribute,
+)
+from connectors.certificate import signature, subject
+from connectors.certificate.validation import CertificatePathValidator
+
+CHALLENGE_TTL = 120
+CHALLENGE_PREFIX = "nixa-login:"  # domain separation: these bytes can only ever mean "log me in"
+_AMR = {"hardware": ("hwk",), "smartcard": ("hwk", "sc"), "software": ("swk",)}
+
+
+def _networks(values: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    if isinstance(values, str):
+        values = [values]
+    return tuple(ipaddress.ip_network(v.strip(), strict=False) for v in (values or ()))
+
+
+class CertificateConnector:
+    display_name_vi = "Chứng thư số (chữ ký số)"
+    display_name_en = "Digital signature certificate"
+
+    def __init__(self, ctx: ConnectorContext) -> None:
+        self.ctx = ctx
+        self.id = ctx.connector_id
+        self.validator = CertificatePathValidator.from_config(ctx.config, clock=ctx.clock)
+        self.trusted_proxies = _networks(ctx.config.get("trusted_proxies"))
+        storage = str(ctx.config.get("key_storage", "hardware"))
+        if storage not in _AMR:
+            raise ValueError(f"certificate connector: key_storage must be one of {sorted(_AMR)}")
+        self.amr = _AMR[storage]
+
+    # ---- signed challenge ------------------------------------------------------------------
+
+    def _challenge_key(self, challenge: str) -> str:
+        return f"cert-challenge:{self.id}:{hashlib.sha256(challenge.encode('utf-8')).hexdigest()}"
+
+    def new_challenge(self) -> str:
+        """A fresh challenge for the signing plug-in; valid 120 s, usable once."""
+        challenge = CHALLENGE_PREFIX + secrets.token_urlsafe(32)
+        self.ctx.store.put(self._challenge_key(challenge), {"issued_at": self.ctx.clock()}, CHALLENGE_TTL)
+        return challenge
+
+    def _consume_challenge(self, signed: Mapping[str, Any]) -> tuple[str, str, str]:
+        challenge, sig, alg = signed.get("challenge"), signed.get("signature"), signed.get("alg")
+        if not all(isinstance(v, str) and v for v in (challenge, sig, alg)):
+            raise InvalidCredentials("signed challenge needs challenge, signature and alg", code="bad_signature")
+        # take(): of two submissions of one challenge, one at most gets it — even if its signature
+        # then fails, so a challenge is never worth a second guess.
+        if self.ctx.store.take(self._challenge_key(challenge)) is None:
+            raise ChallengeExpired("challenge unknown, expired or already used")
+        return challenge, sig, alg
+
+    @staticmethod
+    def parse_agent_response(text: str) -> tuple[list[bytes], dict[str, str]]:
+        """What the sign-in page received (the signing plug-in's JSON, see agent.py) → the
+        arguments of `authenticate`: the DER chain and the signed challenge."""
+        try:
+            data = json.loads(text)
+            chain = [signature.b64decode_any(c) for c in data["certificate_chain"]]
+            signed = {k: data[k] for k in ("challenge", "signature", "alg")}
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            raise InvalidCredentials("the signing plug-in's answer is not readable", code="cert_malformed") from exc
+        if not chain or not all(isinstance(v, str) for v in signed.values()):
+            raise InvalidCredentials("the signing plug-in's answer is incomplete", code="cert_malformed")
+        return chain, signed
+
+    # ---- the capability --------------------------------------------------------------------
+
+    def authenticate(
+        self,
+        cert_chain: list[bytes],
+        signed_challenge: Mapping[str, Any] | None,
+        *,
+        remote_addr: str | None = None,
+    ) -> Assertion:
+        """`cert_chain`: DER, leaf first. With `signed_challenge` None the certificate must come
+        from mTLS at a trusted proxy: pass the proxy's address as `remote_addr`."""
+        if signed_challenge is None:
+            self._check_proxy(remote_addr)
+            method = "mtls_proxy"
+        else:
+            leaf = self.validator.parse_leaf(cert_chain)
+            challenge, sig, alg = self._consume_challenge(signed_challenge)
+            signature.verify(leaf.public_key(), alg, challenge.encode("utf-8"), sig)
+            method = "signed_challenge"
+        validated = self.validator.validate(list(cert_chain))
+        return self._assertion(validated.leaf, method, validated.revocation_source)
+
+    def from_proxy_header(self, header_value: str, remote_addr: str) -> Assertion:
+        """mTLS at nginx: `proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;` — the
+        URL-encoded PEM of the client certificate (further PEM blocks, if any, are its chain)."""
+        self._check_proxy(remote_addr)
+        pem = urllib.parse.unquote(header_value or "").strip()
+        if "-----BEGIN CERTIFICATE-----" not in pem:
+            raise InvalidCredentials("no client certificate forwarded", code="cert_malformed")
+        try:
+            certs = x509.load_pem_x509_certificates(pem.encode("ascii"))
+        except ValueError as exc:
+            raise InvalidCredentials(f"unreadable client certificate: {exc}", code="cert_malformed") from exc
+        chain = [c.public_bytes(serialization.Encoding.DER) for c in certs]
+        return self.authenticate(chain, None, remote_addr=remote_addr)
+
+    def _check_proxy(self, remote_addr: str | None) -> None:
+        try:
+            address = ipaddress.ip_address((remote_addr or "").strip())
+        except ValueError:
+            raise NotAllowed("client certificate not forwarded by a trusted proxy", code="untrusted_proxy") from None
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        if not any(address in network for network in self.trusted_proxies):
+            raise NotAllowed(f"{address} is not a trusted proxy", code="untrusted_proxy")
+
+    def _assertion(self, leaf: x509.Certificate, method: str, revocation_source: str) -> Assertion:
+        pin = subject.national_id(leaf)
+        now = self.ctx.clock()
+        thumbprint = subject.thumbprint_s256(leaf)
+        issuer = leaf.issuer.rfc4514_string()
+        values = {"national_id": pin, "name": subject.common_name(leaf), "x5t#S256": thumbprint, "cert_issuer": issuer}
+        attributes = {k: VerifiedAttribute(k, v, self.id, now) for k, v in values.items() if v}
+        return Assertion(
+            connector_id=self.id,
+            subject=pin,
+            attributes=attributes,
+            loa=LevelOfAssurance.HIGH,
+            amr=self.amr,
+            connector_data={
+                "method": method,
+                "serial": format(leaf.serial_number, "x"),
+                "issuer": issuer,
+                "not_after": leaf.not_valid_after_utc.isoformat(),
+                "revocation_source": revocation_source,
+                "x5t#S256": thumbprint,
+            },
+            authenticated_at=now,
+        )
+
+    # ---- admin -----------------------------------------------------------------------------
+
+    def health(self) -> Health:
+        now = self.ctx.clock()
+        live = [a for a in self.validator.trust_anchors if a.not_valid_before_utc.timestamp() <= now < a.not_valid_after_utc.timestamp()]
+        open_breakers = self.validator.open_breakers()
+        # An open OCSP breaker alone is not down: the CRL fallback still answers.
+        ok = bool(live)
+        detail = f"{len(live)}/{len(self.validator.trust_anchors)} trust anchors valid"
+        if open_breakers:
+            detail += "; circuit open: " + ", ".join(open_breakers)
+        return Health(ok=ok, detail=detail)
+
+    def close(self) -> None:
+        self.validator.close()

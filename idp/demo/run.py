@@ -1,0 +1,214 @@
+"""`nixa demo`: NIXA on its embedded default with seeded data, a demo agency portal and the
+sandbox stand-ins of the national systems (registry, operator SMS and sign-in, CA/OCSP, LDAP).
+
+Everything lives under ./var; secrets are throwaway values generated at first start."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PORTS = {"nixa": 8000, "rp": 8001, "registry": 8101, "sms": 8102, "ca": 8103, "ldap": 8104, "operator": 8105}
+
+
+def _wait(url: str, name: str, timeout: float = 30.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{name} did not start at {url}")
+
+
+class Sandboxes:
+    """The external national systems, as their own processes on loopback."""
+
+    def __init__(self, var: Path) -> None:
+        self.var = var
+        self.procs: list[subprocess.Popen] = []
+        self.handles: list[Any] = []
+        self.keys = self._keys()
+        atexit.register(self.stop)
+
+    def _keys(self) -> dict[str, str]:
+        path = self.var / "demo-sandboxes.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        keys = {"registry": secrets.token_urlsafe(24), "sms": secrets.token_urlsafe(24), "operator": secrets.token_urlsafe(32)}
+        path.write_text(json.dumps(keys))
+        return keys
+
+    def _spawn(self, name: str, module: str, *args: str) -> None:
+        log = open(self.var / f"{name}.log", "ab")  # noqa: SIM115
+        self.procs.append(subprocess.Popen([sys.executable, "-m", module, "--host", "127.0.0.1", *args], stdout=log, stderr=log))
+
+    def start(self) -> dict[str, Any]:
+        info: dict[str, Any] = {}
+        self._spawn("registry", "connectors.population.sandbox", "--port", str(PORTS["registry"]), f"--api-key={self.keys['registry']}",
+                    "--db", str(self.var / "registry.db"), "--generate", "2000")
+        self._spawn("sms", "connectors.telecom.sandbox", "--port", str(PORTS["sms"]), f"--api-key={self.keys['sms']}")
+        from connectors.certificate.pki import TestPKI
+
+        pki_dir = self.var / "pki"
+        ca = f"http://127.0.0.1:{PORTS['ca']}"
+        pki = TestPKI(pki_dir) if (pki_dir / "index.json").exists() else TestPKI.init(pki_dir, ocsp_url=f"{ca}/ocsp", crl_url=f"{ca}/crl")
+        info["pki"] = pki
+        self._spawn("ca", "connectors.certificate.sandbox", "--port", str(PORTS["ca"]), "--pki", str(pki_dir))
+        try:
+            from connectors.ldap.sandbox import start_directory
+
+            ldap = start_directory(self.var / "ldap", PORTS["ldap"])
+            self.handles.append(ldap)
+            info["ldap"] = ldap.connector_config()
+        except Exception as exc:  # slapd missing: the rest of the demo still works
+            print(f"  (LDAP directory not started: {exc})")
+        if shutil.which("node"):
+            from connectors.oidc.sandbox import start_operator
+
+            try:
+                op = start_operator(PORTS["operator"], "nixa", self.keys["operator"],
+                                    [f"http://127.0.0.1:{PORTS['nixa']}/login/callback/operator"])
+                self.handles.append(op)
+                info["operator"] = op.issuer
+            except Exception as exc:
+                print(f"  (operator sign-in sandbox not started: {exc})")
+        _wait(f"http://127.0.0.1:{PORTS['registry']}/health", "registry sandbox", 120)
+        _wait(f"http://127.0.0.1:{PORTS['sms']}/health", "operator SMS sandbox")
+        _wait(f"http://127.0.0.1:{PORTS['ca']}/health", "CA/OCSP sandbox")
+        return info
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        self.procs.clear()
+        for h in self.handles:
+            try:
+                h.stop()
+            except Exception:
+                pass
+        self.handles.clear()
+
+
+def demo_clients(var: Path) -> dict[str, str]:
+    path = var / "demo-clients.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    secrets_ = {"demo-portal": secrets.token_urlsafe(32), "demo-service": secrets.token_urlsafe(32)}
+    path.write_text(json.dumps(secrets_))
+    path.chmod(0o600)
+    return secrets_
+
+
+def seed(nixa: Any, var: Path, info: dict[str, Any], keys: dict[str, str]) -> dict[str, str]:
+    from connectors.population.demo_data import DEMO_CITIZEN, DEMO_PHONE_E164
+
+    issuer = nixa.settings.issuer
+    rp = f"http://127.0.0.1:{PORTS['rp']}"
+    secret = demo_clients(var)
+    nixa.clients.upsert({
+        "client_id": "demo-portal", "client_name": "Cổng dịch vụ công (demo)", "client_secret": secret["demo-portal"],
+        "redirect_uris": [f"{rp}/callback"], "post_logout_redirect_uris": [f"{rp}/"],
+        "grant_types": ["authorization_code", "refresh_token"], "scope": "openid profile email phone address offline_access",
+    })
+    nixa.clients.upsert({
+        "client_id": "demo-spa", "client_name": "Ứng dụng di động (demo)", "token_endpoint_auth_method": "none",
+        "application_type": "native", "redirect_uris": ["http://127.0.0.1/callback"], "grant_types": ["authorization_code", "refresh_token"],
+    })
+    nixa.clients.upsert({
+        "client_id": "demo-service", "client_name": "Dịch vụ nội bộ (demo)", "client_secret": secret["demo-service"],
+        "grant_types": ["client_credentials"], "response_types": [], "redirect_uris": [], "scope": "",
+    })
+    nixa.people.add_local_account("citizen", "NixaDemo!2026", {
+        "name": DEMO_CITIZEN.full_name, "family_name": DEMO_CITIZEN.family_name, "given_name": DEMO_CITIZEN.given_name,
+        "birthdate": DEMO_CITIZEN.date_of_birth, "gender": DEMO_CITIZEN.sex, "phone_number": DEMO_PHONE_E164,
+        "email": "an.nguyen@example.vn", "address": DEMO_CITIZEN.residence,
+    }, national_id=DEMO_CITIZEN.pin)
+    reg = nixa.connectors
+    reg.upsert("population", "population", {"base_url": f"http://127.0.0.1:{PORTS['registry']}", "api_key": keys["registry"],
+                                            "otp_connector": "telecom", "challenge_loa": "substantial"},
+               loa="low", display_name_vi="Cơ sở dữ liệu quốc gia về dân cư (số định danh + SMS)",
+               display_name_en="National population registry (ID number + SMS)", position=10)
+    reg.upsert("telecom", "telecom_sms", {"base_url": f"http://127.0.0.1:{PORTS['sms']}", "api_key": keys["sms"]},
+               loa="low", display_name_vi="Mã OTP qua tin nhắn SMS của nhà mạng", display_name_en="SMS one-time code from your operator",
+               position=30)
+    if "operator" in info:
+        reg.upsert("operator", "oidc", {"issuer": info["operator"], "client_id": "nixa", "client_secret": keys["operator"],
+                                        "scopes": ["openid", "phone"], "acr_values": ["2"], "login_hint_format": "MSISDN:{msisdn}",
+                                        "verified_claims": ["phone_number"], "claims_map": {"phone_number": "phone_number"}},
+                   loa="substantial", display_name_vi="Đăng nhập qua nhà mạng di động (Mobile Connect)",
+                   display_name_en="Mobile operator sign-in (Mobile Connect)", position=20)
+    pki = info["pki"]
+    reg.upsert("certificate", "certificate", {"trust_anchors": [str(pki.trust_anchor_path)], "trusted_proxies": ["127.0.0.1/32"]},
+               loa="high", display_name_vi="Chứng thư số (chữ ký số trên USB token)", display_name_en="Digital-signature certificate (USB token)",
+               position=5)
+    if "ldap" in info:
+        reg.upsert("ldap", "ldap", info["ldap"], loa="low", display_name_vi="Tài khoản cán bộ (thư mục cơ quan)",
+                   display_name_en="Agency staff account (directory)", position=40)
+    nixa.events.emit("admin.changed", data={"demo": "seeded"})
+    return {"portal_secret": secret["demo-portal"], "issuer": issuer}
+
+
+def run_demo(host: str = "127.0.0.1", port: int = 8000, rp_port: int = 8001) -> None:
+    import uvicorn
+
+    PORTS["nixa"], PORTS["rp"] = port, rp_port
+    var = Path(os.environ.get("NIXA_VAR_DIR", "var")).resolve()
+    var.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("NIXA_VAR_DIR", str(var))
+    os.environ.setdefault("NIXA_ISSUER", f"http://{host}:{port}")
+    from idp.app import Nixa, create_app
+    from idp.demo.rp import create_rp
+    from idp.settings import Settings
+    from idp.store.db import migrate
+
+    settings = Settings(demo=True)
+    migrate(settings.sqlalchemy_url)
+    print("NIXA demo: starting the sandboxes of the national systems ...")
+    sandboxes = Sandboxes(var)
+    info = sandboxes.start()
+    nixa = Nixa(settings)
+    seeded = seed(nixa, var, info, sandboxes.keys)
+    rp_url = f"http://127.0.0.1:{rp_port}"
+    rp_app = create_rp(settings.issuer, "demo-portal", seeded["portal_secret"], rp_url)
+    rp_server = uvicorn.Server(uvicorn.Config(rp_app, host=host, port=rp_port, log_level="warning"))
+    threading.Thread(target=rp_server.run, daemon=True).start()
+    pki = info["pki"]
+    print(f"""
+  NIXA (OpenID Provider)     {settings.issuer}
+  Cổng demo / demo portal    {rp_url}
+  Hộp thư SMS / SMS outbox   http://127.0.0.1:{PORTS['sms']}/outbox
+
+  Tài khoản demo / demo sign-ins (all the same person, Nguyễn Văn An):
+    NIXA account        citizen / NixaDemo!2026
+    Registry            ID 001090000001, Nguyễn Văn An, 15/01/1990 (+ SMS code from the outbox)
+    Certificate         nixa sign --p12 {pki.p12_path('an')} --password nixa-demo --challenge <challenge>
+    Operator sign-in    phone 0912345678, confirm on the operator page
+    Staff (LDAP)        see connectors/ldap/staff.ldif
+  Ctrl-C to stop.
+""", flush=True)
+    try:
+        uvicorn.run(create_app(settings, nixa=nixa), host=host, port=port, log_level="warning")
+    finally:
+        rp_server.should_exit = True
+        sandboxes.stop()

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from connectors.base import ConnectorContext
+from connectors.telecom.connector import TelecomSmsConnector
+from idp.store.ephemeral import MemoryStore
+from tests.connectors.clock import ManualClock
+from tests.connectors.sandboxes import Sandbox, running_sandbox
+from tests.connectors.telecom.outbox import TELECOM_API_KEY
+
+
+@pytest.fixture(scope="session")
+def telecom_sandbox() -> Iterator[Sandbox]:
+    with running_sandbox("connectors.telecom.sandbox", "--api-key", TELECOM_API_KEY) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def store(clock: ManualClock) -> MemoryStore:
+    return MemoryStore(clock)
+
+
+@pytest.fixture
+def make_telecom(
+    store: MemoryStore, clock: ManualClock, telecom_sandbox: Sandbox
+) -> Iterator[Callable[..., TelecomSmsConnector]]:
+    made: list[TelecomSmsConnector] = []
+
+    def make(base_url: str | None = None, issuer: str = "", **config: Any) -> TelecomSmsConnector:
+        settings = {"base_url": base_url or telecom_sandbox.base_url, "api_key": TELECOM_API_KEY, **config}
+        connector = TelecomSmsConnector(ConnectorContext("telecom", settings, store, clock, issuer))
+        made.append(connector)
+        return connector
+
+    yield make
+    for connector in made:
+        connector.close()
+
