@@ -336,6 +336,8 @@ def _certificate_page(request: Request, nixa: Any, pending: flow.Pending, t: Any
             return _failed(request, nixa, pending, t, connector_id, err)
         return _accepted(request, nixa, pending, t, entry, assertion, int(entry.loa))
     challenge = entry.instance.new_challenge()
+    pending.extra["cert_challenge"] = challenge  # the signature must answer this page's challenge
+    flow.save(nixa, pending)
     csrf = csrf_token(nixa.csrf_key, browser_id(request) or "", pending.rid)
     return render(request, "certificate.html", t, status=status, rid=pending.rid, csrf=csrf, challenge=challenge,
                   connector_id=connector_id, error=error)
@@ -355,6 +357,10 @@ def _certificate_verify(request: Request, nixa: Any, pending: flow.Pending, t: A
         return message(request, t, "error_bad_request", detail="unknown sign-in method")
     try:
         chain, signed = entry.instance.parse_agent_response(form.get("signed", ""))
+        if signed.get("challenge") != pending.extra.get("cert_challenge"):
+            from connectors.base import ChallengeExpired
+
+            raise ChallengeExpired("the signature does not answer this sign-in's challenge", code="challenge_expired")
         assertion = entry.instance.authenticate(chain, signed)
     except ConnectorError as err:
         nixa.events.emit("login.failed", client_id=pending.client_id, ip=client_ip(request, nixa),

@@ -190,7 +190,8 @@ def session_satisfies(nixa: Any, pending: Pending, session: SsoSession | None) -
         return False
     if session.loa < pending.required_loa:
         return False
-    if pending.max_age is not None and nixa.clock() - session.auth_time > pending.max_age:
+    # A sign-in done for this very request satisfies max_age (else max_age=0 would loop forever).
+    if pending.max_age is not None and not pending.login_done and nixa.clock() - session.auth_time > pending.max_age:
         return False
     if ("login" in pending.prompts or "select_account" in pending.prompts) and not pending.login_done:
         return False

@@ -316,7 +316,7 @@ class ClientRegistry:
         )
 
     def get(self, client_id: str | None) -> ClientModel | None:
-        if not client_id or not isinstance(client_id, str) or len(client_id) > 128:
+        if not client_id or not isinstance(client_id, str) or len(client_id) > 128 or "\x00" in client_id:
             return None
         now = time.monotonic()
         hit = self._cache.get(client_id)

@@ -3,6 +3,7 @@ introspection, revocation, PAR. The browser-facing ones (/authorize, /logout) li
 
 from __future__ import annotations
 
+import base64
 import secrets
 from typing import Annotated, Any
 
@@ -36,7 +37,25 @@ def client_ip(request: Request, nixa: Any) -> str | None:
     return peer
 
 
+def check_basic_auth(request: Request) -> None:
+    """Authlib decodes HTTP Basic credentials as UTF-8 without catching errors: refuse bad
+    credentials here as invalid_client instead of a 500 (and NUL bytes before they reach SQL)."""
+    auth = request.headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() != "basic":
+        return
+    from urllib.parse import unquote
+
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("The Basic credentials are malformed.", status=401, error="invalid_client") from None
+    if "\x00" in unquote(decoded) or len(decoded) > 1024:
+        raise BadRequest("The Basic credentials are malformed.", status=401, error="invalid_client")
+
+
 async def oauth_request(request: Request, nixa: Any) -> NixaRequest:
+    check_basic_auth(request)
     form = await read_form(request, max_body=nixa.settings.max_body_bytes, max_length=nixa.settings.max_param_length)
     return NixaRequest("POST", str(request.url), request.headers, form=form, remote_addr=client_ip(request, nixa))
 

@@ -30,9 +30,9 @@ def free_port() -> int:
 
 
 class Sandbox:
-    def __init__(self, module: str, args: tuple[str, ...], health_timeout: float) -> None:
+    def __init__(self, module: str, args: tuple[str, ...], health_timeout: float, port: int | None = None) -> None:
         self.module = module
-        self.port = free_port()
+        self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._log = tempfile.TemporaryFile()
         command = [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(self.port), *args]
@@ -80,8 +80,8 @@ class Sandbox:
 
 
 @contextmanager
-def running_sandbox(module: str, *args: str, health_timeout: float = 60) -> Iterator[Sandbox]:
-    sandbox = Sandbox(module, args, health_timeout)
+def running_sandbox(module: str, *args: str, health_timeout: float = 60, port: int | None = None) -> Iterator[Sandbox]:
+    sandbox = Sandbox(module, args, health_timeout, port)
     try:
         yield sandbox
     finally:

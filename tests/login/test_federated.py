@@ -1,0 +1,207 @@
+"""Issue 3 end to end through NIXA's own pages: the same citizen signs in through the registry
++ SMS OTP, the operator's OpenID sign-in and a digital-signature certificate, and is one Person
+with three links, one stable pairwise `sub` per sector, and the acr each method earned.
+
+Every counterpart is real: the registry and operator SMS sandboxes (HTTP), the npm
+oidc-provider (operator sign-in), the test PKI with its OCSP/CRL sandbox."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from joserfc import jwt
+from joserfc.jwk import KeySet
+from sqlalchemy import select
+
+from connectors.certificate.agent import sign_challenge
+from connectors.certificate.pki import TestPKI
+from connectors.oidc.sandbox import start_operator
+from connectors.population.demo_data import DEMO_CITIZEN, DEMO_DECEASED, DEMO_PHONE_E164
+from idp.store.models import LinkedIdentity, Person
+from tests.conftest import authorize, form_action, hidden, query_of, register_client
+from tests.connectors.oidc.upstream_browser import sign_in_at_upstream
+from tests.connectors.sandboxes import free_port, running_sandbox
+from tests.connectors.telecom.outbox import latest_code
+
+CONNECTORS = ("population", "telecom", "operator", "certificate")
+
+
+@pytest.fixture(scope="module")
+def federation(nixa, tmp_path_factory) -> Iterator[dict]:  # noqa: ANN001
+    keys = {"registry": secrets.token_urlsafe(16), "sms": secrets.token_urlsafe(16), "operator": secrets.token_urlsafe(24)}
+    work = tmp_path_factory.mktemp("federation")
+    ca_port = free_port()
+    ca_url = f"http://127.0.0.1:{ca_port}"
+    pki = TestPKI.init(work / "pki", ocsp_url=f"{ca_url}/ocsp", crl_url=f"{ca_url}/crl")
+    callback = f"{nixa.settings.issuer}/login/callback/operator"
+    with (
+        running_sandbox("connectors.population.sandbox", f"--api-key={keys['registry']}", "--db", str(work / "registry.db"),
+                        "--generate", "200") as registry,
+        running_sandbox("connectors.telecom.sandbox", f"--api-key={keys['sms']}") as sms,
+        running_sandbox("connectors.certificate.sandbox", "--pki", str(work / "pki"), port=ca_port) as ca,
+    ):
+        operator = start_operator(free_port(), "nixa", keys["operator"], [callback])
+        reg = nixa.connectors
+        reg.upsert("population", "population", {"base_url": registry.base_url, "api_key": keys["registry"], "otp_connector": "telecom",
+                                                "challenge_loa": "substantial"}, loa="low", display_name_vi="Dân cư", display_name_en="Registry")
+        reg.upsert("telecom", "telecom_sms", {"base_url": sms.base_url, "api_key": keys["sms"], "resend_after": 0}, loa="low",
+                   display_name_vi="SMS", display_name_en="SMS")
+        reg.upsert("operator", "oidc", {"issuer": operator.issuer, "client_id": "nixa", "client_secret": keys["operator"],
+                                        "scopes": ["openid", "phone"], "acr_values": ["2"], "login_hint_format": "MSISDN:{msisdn}",
+                                        "verified_claims": ["phone_number"]}, loa="substantial", display_name_vi="Nhà mạng",
+                   display_name_en="Operator")
+        reg.upsert("certificate", "certificate", {"trust_anchors": [str(pki.trust_anchor_path)], "trusted_proxies": ["10.9.8.7/32"]},
+                   loa="high", display_name_vi="Chứng thư số", display_name_en="Certificate")
+        try:
+            yield {"registry": registry, "sms": sms, "ca": ca, "operator": operator, "pki": pki, "callback": callback}
+        finally:
+            for cid in CONNECTORS:  # leave the shared app as other tests expect it
+                entry = nixa.connectors.entry(cid)
+                if entry:
+                    reg.upsert(cid, entry.type, entry.config, loa=int(entry.loa), enabled=False)
+            operator.stop()
+
+
+def _claims(http, token: str) -> dict:  # noqa: ANN001
+    return jwt.decode(token, KeySet.import_key_set(http.get("/jwks").json()), algorithms=["ES256", "RS256", "EdDSA"]).claims
+
+
+def _redeem(http, client, location: str, verifier: str) -> dict:  # noqa: ANN001
+    cb = query_of(location)
+    assert "code" in cb, location
+    r = http.post("/token", data={"grant_type": "authorization_code", "code": cb["code"], "redirect_uri": client.redirect_uri,
+                                  "code_verifier": verifier}, auth=(client.client_id, client.secret))
+    assert r.status_code == 200, r.text
+    return _claims(http, r.json()["id_token"])
+
+
+def _consent_if_asked(browser, r):  # noqa: ANN001, ANN201
+    if r.headers["location"].startswith("/interaction/"):
+        page = browser.get(r.headers["location"])
+        if 'name="decision"' in page.text:
+            r = browser.post(form_action(page.text, "/consent"), data={"csrf": hidden(page.text, "csrf"), "decision": "allow"})
+    return r
+
+
+def _registry_otp(browser, fed: dict, login_page: str):  # noqa: ANN001, ANN201
+    form = {"csrf": hidden(login_page, "csrf"), "pin": DEMO_CITIZEN.pin, "full_name": DEMO_CITIZEN.full_name,
+            "date_of_birth": DEMO_CITIZEN.date_of_birth}
+    r = browser.post(form_action(login_page, "/challenge/population"), data=form)
+    assert r.status_code == 303 and r.headers["location"].endswith("/otp"), r.text
+    page = browser.get(r.headers["location"])
+    assert "091****678" in page.text or "****" in page.text
+    code = latest_code(fed["sms"].base_url, DEMO_PHONE_E164)
+    return browser.post(form_action(page.text, "/otp"), data={"csrf": hidden(page.text, "csrf"), "otp": code, "action": "verify"})
+
+
+def _certificate(browser, fed: dict, login_page: str, label: str = "an"):  # noqa: ANN001, ANN201
+    r = browser.post(form_action(login_page, "/certificate/certificate"), data={"csrf": hidden(login_page, "csrf")})
+    assert r.status_code == 200, r.text
+    challenge = hidden(r.text, "challenge") if 'name="challenge"' in r.text else r.text.split('id="challenge" readonly value="')[1].split('"')[0]
+    signed = sign_challenge(fed["pki"].p12_path(label), "nixa-demo", challenge)
+    return browser.post(form_action(r.text, "/verify"), data={"csrf": hidden(r.text, "csrf"), "signed": json.dumps(signed)})
+
+
+def test_one_person_three_links_stable_pairwise_sub(nixa, federation, app, http):  # noqa: ANN001
+    from starlette.testclient import TestClient
+
+    portal = register_client(nixa, nixa_first_party=True)
+    other_sector = register_client(nixa, redirect_uri="https://thue.example.gov.vn/cb", nixa_first_party=True)
+
+    # 1. registry + SMS OTP → substantial
+    with TestClient(app, base_url="http://testserver", follow_redirects=False) as b1:
+        r, q, verifier = authorize(b1, portal, acr_values="urn:nixa:loa:substantial")
+        page = b1.get(r.headers["location"]).text
+        assert "Chứng thư số" in page and "Nhà mạng" in page
+        r = _consent_if_asked(b1, _registry_otp(b1, federation, page))
+        first = _redeem(http, portal, r.headers["location"], verifier)
+        assert first["acr"] == "urn:nixa:loa:substantial"
+        assert set(first["amr"]) >= {"sms", "otp"}
+
+        # step-up inside the same SSO session: high needs the certificate, the sid stays
+        r, q, verifier = authorize(b1, portal, acr_values="urn:nixa:loa:high")
+        page = b1.get(r.headers["location"]).text
+        assert "Chứng thư số" in page and "Nhà mạng" not in page  # only methods reaching high
+        r = _consent_if_asked(b1, _certificate(b1, federation, page))
+        stepped = _redeem(http, portal, r.headers["location"], verifier)
+        assert stepped["acr"] == "urn:nixa:loa:high"
+        assert stepped["sid"] == first["sid"] and stepped["sub"] == first["sub"]
+
+    # 2. operator sign-in (no national ID) → proofing once through the registry → linked
+    with TestClient(app, base_url="http://testserver", follow_redirects=False) as b2:
+        r, q, verifier = authorize(b2, portal, acr_values="urn:nixa:loa:substantial")
+        page = b2.get(r.headers["location"]).text
+        r = b2.post(form_action(page, "/redirect/operator"), data={"csrf": hidden(page, "csrf"), "login_hint": "0912345678"})
+        assert r.status_code == 303 and r.headers["location"].startswith(federation["operator"].issuer)
+        params = sign_in_at_upstream(r.headers["location"], federation["callback"])
+        r = b2.get("/login/callback/operator", params=params)
+        assert r.status_code == 303 and r.headers["location"].endswith("/proofing"), r.text
+        page = b2.get(r.headers["location"]).text
+        assert "Nhà mạng" not in page and "Dân cư" in page  # only sources that prove the ID
+        r = b2.post(form_action(page, "/password/population"), data={"csrf": hidden(page, "csrf"), "pin": DEMO_CITIZEN.pin,
+                                                                    "full_name": DEMO_CITIZEN.full_name,
+                                                                    "date_of_birth": DEMO_CITIZEN.date_of_birth})
+        r = _consent_if_asked(b2, r)
+        via_operator = _redeem(http, portal, r.headers["location"], verifier)
+        assert via_operator["acr"] == "urn:nixa:loa:substantial"
+        assert via_operator["sub"] == first["sub"]
+
+    # 3. certificate alone in a fresh browser → high, same sub; another sector → another sub
+    with TestClient(app, base_url="http://testserver", follow_redirects=False) as b3:
+        r, q, verifier = authorize(b3, portal, acr_values="urn:nixa:loa:high")
+        r = _consent_if_asked(b3, _certificate(b3, federation, b3.get(r.headers["location"]).text))
+        via_cert = _redeem(http, portal, r.headers["location"], verifier)
+        assert via_cert["acr"] == "urn:nixa:loa:high" and via_cert["sub"] == first["sub"]
+        r, q, verifier = authorize(b3, other_sector)
+        elsewhere = _redeem(http, other_sector, r.headers["location"], verifier)  # SSO: no second sign-in
+        assert elsewhere["sub"] != first["sub"]
+
+    with nixa.db.session() as s:
+        person = s.scalar(select(Person).where(Person.national_id == DEMO_CITIZEN.pin))
+        links = s.scalars(select(LinkedIdentity).where(LinkedIdentity.person_id == person.id)).all()
+    assert {link.connector_id for link in links} >= {"population", "operator", "certificate"}
+    assert len(links) == 3
+
+
+def _rid(html: str) -> str:
+    import re
+
+    return re.search(r"/interaction/([A-Za-z0-9_-]+)/", html).group(1)
+
+
+def test_refusals_are_friendly_pages(nixa, federation, app):  # noqa: ANN001
+    from urllib.parse import quote
+
+    from starlette.testclient import TestClient
+
+    portal = register_client(nixa, nixa_first_party=True)
+    with TestClient(app, base_url="http://testserver", follow_redirects=False) as b:
+        r, _, _ = authorize(b, portal, acr_values="urn:nixa:loa:low")
+        page = b.get(r.headers["location"]).text
+        rid = _rid(page)
+        known = {"pin": DEMO_CITIZEN.pin, "full_name": DEMO_CITIZEN.full_name, "date_of_birth": DEMO_CITIZEN.date_of_birth}
+        deceased = {"pin": DEMO_DECEASED.pin, "full_name": DEMO_DECEASED.full_name, "date_of_birth": DEMO_DECEASED.date_of_birth}
+
+        r = b.post(f"/interaction/{rid}/password/population", data={"csrf": hidden(page, "csrf"), **deceased})
+        assert r.status_code == 401 and "đã mất" in r.text  # deceased: a clear page, no session
+
+        r = _certificate(b, federation, r.text, label="cuong-revoked")
+        assert r.status_code == 401 and "thu hồi" in r.text
+
+        # a client-certificate header from an address that is not a configured proxy
+        pem = (Path(federation["pki"].dir) / "citizens" / "an.pem").read_text()
+        r = b.post(f"/interaction/{rid}/certificate/certificate", data={"csrf": hidden(r.text, "csrf")},
+                   headers={"x-ssl-client-cert": quote(pem)})
+        assert r.status_code == 401 and "máy chủ tin cậy" in r.text
+
+        # the registry is down: a clear page and a 503, never a 500
+        federation["registry"].set_faults(fail_status=503)
+        try:
+            r = b.post(f"/interaction/{rid}/password/population", data={"csrf": hidden(r.text, "csrf"), **known})
+            assert r.status_code == 503 and "không phản hồi" in r.text
+        finally:
+            federation["registry"].clear_faults()
