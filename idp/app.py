@@ -29,7 +29,7 @@ from keys.ring import KeyRing, MasterKey
 
 log = logging.getLogger("nixa")
 
-STANDARD_SCOPES = ["openid", "profile", "email", "phone", "address", "offline_access", "national_id", "roles"]
+STANDARD_SCOPES = ["openid", "profile", "email", "phone", "address", "offline_access", "national_id", "roles", "verified_claims"]
 
 
 class Nixa:
@@ -177,8 +177,10 @@ def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) ->
 
     @app.exception_handler(BadRequest)
     async def _bad_request(request: Request, exc: BadRequest) -> Response:
-        return JSONResponse({"error": exc.error, "error_description": exc.description}, status_code=exc.status,
-                            headers={"Cache-Control": "no-store"})
+        headers = {"Cache-Control": "no-store"}
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = 'Basic realm="nixa"'  # RFC 6749 §5.2
+        return JSONResponse({"error": exc.error, "error_description": exc.description}, status_code=exc.status, headers=headers)
 
     @app.get("/health")
     def health() -> dict:

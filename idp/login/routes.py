@@ -109,7 +109,7 @@ def _show_step(request: Request, nixa: Any, pending: flow.Pending, t: Any, error
     csrf = csrf_token(nixa.csrf_key, bid, pending.rid)
     if flow.session_satisfies(nixa, pending, session):
         if flow.needs_consent(nixa, pending, session):
-            scopes = [s for s in ("openid", "profile", "email", "phone", "address", "national_id", "roles", "offline_access")
+            scopes = [s for s in ("openid", "profile", "email", "phone", "address", "national_id", "roles", "verified_claims", "offline_access")
                       if s in flow.client_scopes(client, pending)]
             name = (nixa.people.attributes(session.person_id).get("name") or None)
             return render(request, "consent.html", t, rid=pending.rid, csrf=csrf, client_name=client.name, scopes=scopes,

@@ -88,10 +88,13 @@ def discovery_document(nixa: Any) -> dict:
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "code_challenge_methods_supported": ["S256"],
         "acr_values_supported": list(ACR_BY_LEVEL.values()),
-        "claims_supported": sorted({"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "azp", "at_hash"}
+        "claims_supported": sorted({"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "azp", "at_hash",
+                                    "verified_claims"}
                                    | {c for cs in SCOPE_CLAIMS.values() for c in cs}),
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "ui_locales_supported": ["vi", "en"],
+        "verified_claims_supported": True,
+        "trust_frameworks_supported": ["vn_nixa"],
         "claims_locales_supported": ["vi"],
         "authorization_response_iss_parameter_supported": True,
         "request_parameter_supported": False,
@@ -179,6 +182,10 @@ def _userinfo(nixa: Any, access_token: str) -> Response:
         return _bearer_error("invalid_token", "The client is no longer registered", 401)
     claims = nixa.people.claims(info.person_id, info.scope, national_id_allowed=client.may_receive_national_id)
     body = {"sub": info.claims["sub"], **claims}
+    if "verified_claims" in info.scope:
+        verified = nixa.people.verified_claims(info.person_id, info.scope, national_id_allowed=client.may_receive_national_id)
+        if verified:
+            body["verified_claims"] = verified
     nixa.release_claims(info.person_id, info.client_id, sorted(body), "userinfo")
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 

@@ -399,7 +399,16 @@ class NixaClientAssertion(JWTBearerClientAssertion):
         return self.nixa.store.add(f"jti:{claims['sub']}:{jti}", 1, min(ttl, 86400))
 
     def resolve_client_public_key(self, client: ClientModel) -> KeySet:
-        return self.nixa.client_keys(client)
+        from authlib.oauth2.rfc6749 import InvalidClientError
+
+        # Only a client registered for private_key_jwt has keys; anything else (or an
+        # unreachable jwks_uri) is an authentication failure, not a 500.
+        if client.metadata.get("token_endpoint_auth_method") != "private_key_jwt":
+            raise InvalidClientError(description="This client does not authenticate with private_key_jwt.")
+        try:
+            return self.nixa.client_keys(client)
+        except Exception as exc:
+            raise InvalidClientError(description="The client's keys cannot be obtained.") from exc
 
     def process_assertion_claims(self, assertion: str, resolve_key: Any) -> Any:
         from joserfc import jwt

@@ -205,3 +205,36 @@ def test_refusals_are_friendly_pages(nixa, federation, app):  # noqa: ANN001
             assert r.status_code == 503 and "không phản hồi" in r.text
         finally:
             federation["registry"].clear_faults()
+
+
+def test_verified_claims_carry_source_and_time(nixa, federation, app, http):  # noqa: ANN001
+    from starlette.testclient import TestClient
+
+    portal = register_client(nixa, nixa_first_party=True, scope="openid profile address verified_claims")
+    with TestClient(app, base_url="http://testserver", follow_redirects=False) as b:
+        r, _, verifier = authorize(b, portal, scope="openid profile verified_claims")
+        page = b.get(r.headers["location"]).text
+        r = b.post(form_action(page, "/password/population"), data={"csrf": hidden(page, "csrf"), "pin": DEMO_CITIZEN.pin,
+                                                                    "full_name": DEMO_CITIZEN.full_name,
+                                                                    "date_of_birth": DEMO_CITIZEN.date_of_birth})
+        cb = query_of(r.headers["location"])
+    tokens = http.post("/token", data={"grant_type": "authorization_code", "code": cb["code"], "redirect_uri": portal.redirect_uri,
+                                       "code_verifier": verifier}, auth=(portal.client_id, portal.secret)).json()
+    info = http.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}).json()
+    registry = [v for v in info["verified_claims"] if v["verification"]["verification_process"] == "population"]
+    assert registry, info
+    assert registry[0]["verification"]["trust_framework"] == "vn_nixa"
+    assert registry[0]["claims"]["birthdate"] == DEMO_CITIZEN.date_of_birth
+    assert registry[0]["claims"]["name"] == DEMO_CITIZEN.full_name
+    assert "national_id" not in registry[0]["claims"]  # not authorised for this client
+
+
+def test_connector_edit_reopens_it_live(nixa, federation):  # noqa: ANN001
+    before = nixa.connectors.entry("telecom")
+    version = nixa.connectors.upsert("telecom", "telecom_sms", {**before.config, "resend_after": 7}, loa=int(before.loa),
+                                     display_name_vi="SMS", display_name_en="SMS")
+    after = nixa.connectors.entry("telecom")
+    assert version == before.version + 1 == after.version
+    assert after.instance is not before.instance and after.config["resend_after"] == 7
+    assert nixa.connectors.upsert("telecom", "telecom_sms", after.config, loa=int(after.loa), display_name_vi="SMS",
+                                  display_name_en="SMS") == version  # no change, no new version
