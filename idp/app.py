@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -145,6 +146,9 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        qs = scope.get("query_string", b"")
+        if any(b > 0x7F for b in qs):  # raw non-ASCII bytes: percent-encode them so every layer parses (and refuses) alike
+            scope = dict(scope, query_string=re.sub(rb"[\x80-\xff]", lambda m: b"%%%02X" % m.group()[0], qs))
 
         async def send_with_headers(message: dict) -> None:
             if message["type"] == "http.response.start":

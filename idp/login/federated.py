@@ -60,12 +60,12 @@ def assertion_from_dict(d: dict) -> Assertion:
 
 
 def _error_text(t: Any, err: ConnectorError) -> str:
+    if isinstance(err, RateLimited) and err.retry_after:
+        return t("rate_limited", seconds=err.retry_after)
     key = f"conn_{err.code}"
     text = t(key)
     if text == key:
         text = t("conn_generic")
-    if isinstance(err, RateLimited) and err.retry_after:
-        text += " " + t("rate_limited", seconds=err.retry_after)
     return text
 
 

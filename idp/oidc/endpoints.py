@@ -143,7 +143,10 @@ def _token_failed(nixa: Any, req: NixaRequest, response: Response) -> None:
         error = json.loads(response.body).get("error")
     except ValueError:
         error = None
-    nixa.events.emit("token.failed", client_id=req.form.get("client_id") or (req.client.client_id if req.client else None),
+    from authlib.oauth2.rfc6749.util import extract_basic_authorization
+
+    claimed = req.client.client_id if req.client else (req.form.get("client_id") or extract_basic_authorization(req.headers)[0])
+    nixa.events.emit("token.failed", client_id=(claimed or "")[:128] or None,
                      ip=req.remote_addr, data={"error": error, "grant_type": req.form.get("grant_type", "")[:64]})
 
 

@@ -27,7 +27,7 @@ from tests.connectors.oidc.upstream_browser import sign_in_at_upstream
 from tests.connectors.sandboxes import free_port, running_sandbox
 from tests.connectors.telecom.outbox import latest_code
 
-CONNECTORS = ("population", "telecom", "operator", "certificate")
+CONNECTORS = ("population", "telecom", "operator", "certificate", "mof")
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,11 @@ def federation(nixa, tmp_path_factory) -> Iterator[dict]:  # noqa: ANN001
         running_sandbox("connectors.certificate.sandbox", "--pki", str(work / "pki"), port=ca_port) as ca,
     ):
         operator = start_operator(free_port(), "nixa", keys["operator"], [callback])
+        from connectors.ldap.sandbox import start_directory
+
+        directory = start_directory(work / "ldap", 0)
         reg = nixa.connectors
+        reg.upsert("mof", "ldap", directory.connector_config(), loa="low", display_name_vi="Cán bộ", display_name_en="Staff")
         reg.upsert("population", "population", {"base_url": registry.base_url, "api_key": keys["registry"], "otp_connector": "telecom",
                                                 "challenge_loa": "substantial"}, loa="low", display_name_vi="Dân cư", display_name_en="Registry")
         reg.upsert("telecom", "telecom_sms", {"base_url": sms.base_url, "api_key": keys["sms"], "resend_after": 0}, loa="low",
@@ -64,6 +68,7 @@ def federation(nixa, tmp_path_factory) -> Iterator[dict]:  # noqa: ANN001
                 if entry:
                     reg.upsert(cid, entry.type, entry.config, loa=int(entry.loa), enabled=False)
             operator.stop()
+            directory.stop()
 
 
 def _claims(http, token: str) -> dict:  # noqa: ANN001
@@ -238,3 +243,57 @@ def test_connector_edit_reopens_it_live(nixa, federation):  # noqa: ANN001
     assert after.instance is not before.instance and after.config["resend_after"] == 7
     assert nixa.connectors.upsert("telecom", "telecom_sms", after.config, loa=int(after.loa), display_name_vi="SMS",
                                   display_name_en="SMS") == version  # no change, no new version
+    nixa.connectors.upsert("telecom", "telecom_sms", before.config, loa=int(before.loa), display_name_vi="SMS", display_name_en="SMS")
+
+
+def test_staff_directory_sign_in_gives_roles(nixa, federation, app, http):  # noqa: ANN001
+    from starlette.testclient import TestClient
+
+    portal = register_client(nixa, nixa_first_party=True, scope="openid profile roles")
+    with TestClient(app, base_url="http://testserver", follow_redirects=False) as b:
+        r, _, verifier = authorize(b, portal, scope="openid profile roles")
+        page = b.get(r.headers["location"]).text
+        bad = b.post(form_action(page, "/password/mof"), data={"csrf": hidden(page, "csrf"), "username": "nguyenvanan", "password": "nope"})
+        assert bad.status_code == 401
+        disabled = b.post(form_action(page, "/password/mof"), data={"csrf": hidden(page, "csrf"), "username": "phamthidung",
+                                                                   "password": "Dung@Demo2024"})
+        assert disabled.status_code == 401 and "vô hiệu hóa" in disabled.text
+        r = b.post(form_action(page, "/password/mof"), data={"csrf": hidden(page, "csrf"), "username": "nguyenvanan",
+                                                            "password": "An@Demo2024"})
+        cb = query_of(r.headers["location"])
+    tokens = http.post("/token", data={"grant_type": "authorization_code", "code": cb["code"], "redirect_uri": portal.redirect_uri,
+                                       "code_verifier": verifier}, auth=(portal.client_id, portal.secret)).json()
+    assert _claims(http, tokens["id_token"])["acr"] == "urn:nixa:loa:low"
+    info = http.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}).json()
+    assert "can-bo-thue" in info["roles"] and info["name"] == "Nguyễn Văn An"
+
+
+def test_sms_only_sign_in_must_prove_national_id_once(nixa, federation, app, http):  # noqa: ANN001
+    """A phone number proves possession, not who the person is: first time, proofing; then linked."""
+    from starlette.testclient import TestClient
+
+    portal = register_client(nixa, nixa_first_party=True)
+    phone = "0987111222"
+    for attempt in range(2):
+        with TestClient(app, base_url="http://testserver", follow_redirects=False) as b:
+            r, _, verifier = authorize(b, portal)
+            page = b.get(r.headers["location"]).text
+            r = b.post(form_action(page, "/challenge/telecom"), data={"csrf": hidden(page, "csrf"), "phone": phone})
+            assert r.status_code == 303, r.status_code
+            otp_page = b.get(r.headers["location"]).text
+            code = latest_code(federation["sms"].base_url, "+84987111222")
+            r = b.post(form_action(otp_page, "/otp"), data={"csrf": hidden(otp_page, "csrf"), "otp": code, "action": "verify"})
+            if attempt == 0:
+                assert r.headers["location"].endswith("/proofing")
+                page = b.get(r.headers["location"]).text
+                r = b.post(form_action(page, "/password/population"), data={
+                    "csrf": hidden(page, "csrf"), "pin": DEMO_CITIZEN.pin, "full_name": DEMO_CITIZEN.full_name,
+                    "date_of_birth": DEMO_CITIZEN.date_of_birth})
+            else:
+                assert "code=" in r.headers["location"]  # linked the first time: no proofing again
+            claims = _redeem(http, portal, r.headers["location"], verifier)
+            assert claims["amr"] and "sms" in claims["amr"]
+    with nixa.db.session() as s:
+        person = s.scalar(select(Person).where(Person.national_id == DEMO_CITIZEN.pin))
+        linked = s.scalar(select(LinkedIdentity).where(LinkedIdentity.connector_id == "telecom", LinkedIdentity.subject == "+84987111222"))
+    assert linked is not None and linked.person_id == person.id
