@@ -1,0 +1,187 @@
+"""`nixa` admin commands, run in-process through typer's CliRunner against the test database."""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+import pytest
+from typer.testing import CliRunner
+
+from admin.cli import app
+from tests.conftest import REDIS_URL, uid
+
+
+@pytest.fixture()
+def run(var_dir, database_url, master_key, nixa):  # noqa: ANN001, ANN201
+    env = {"NIXA_DATABASE_URL": database_url, "NIXA_VAR_DIR": str(var_dir), "NIXA_MASTER_KEY": master_key,
+           "NIXA_REDIS_URL": REDIS_URL, "NIXA_ISSUER": "http://testserver"}
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None):  # noqa: A002, ANN202
+        return runner.invoke(app, list(args), env=env, input=input, catch_exceptions=False)
+
+    return invoke
+
+
+def client_md(**over) -> dict:
+    md = {"client_id": uid("cli"), "client_name": "Dịch vụ công", "redirect_uris": ["https://dvc.example.vn/cb"],
+          "grant_types": ["authorization_code", "refresh_token"]}
+    md.update(over)
+    return md
+
+
+def write(tmp_path, data) -> str:  # noqa: ANN001
+    path = tmp_path / f"{uid('clients')}.json"
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return str(path)
+
+
+def test_import_creates_and_shows_the_secret_once(run, nixa, tmp_path):
+    md = client_md()
+    path = write(tmp_path, [md])
+    r = run("clients", "import", path)
+    assert r.exit_code == 0, r.output
+    assert f"created {md['client_id']}" in r.output
+    secret = r.output.split("client_secret=")[1].split()[0]
+    assert len(secret) >= 32
+    model = nixa.clients.get(md["client_id"])
+    assert model is not None and model.check_client_secret(secret)
+    assert secret not in json.dumps(model.metadata)
+    # again: idempotent, no new secret, the old one still works
+    r = run("clients", "import", path)
+    assert r.exit_code == 0, r.output
+    assert f"updated {md['client_id']}" in r.output
+    assert "client_secret=" not in r.output
+    nixa.clients.invalidate(md["client_id"])
+    assert nixa.clients.get(md["client_id"]).check_client_secret(secret)
+
+
+def test_import_a_single_object_and_an_update(run, nixa, tmp_path):
+    md = client_md(token_endpoint_auth_method="none")
+    assert run("clients", "import", write(tmp_path, md)).exit_code == 0
+    md["client_name"] = "Tên mới"
+    r = run("clients", "import", write(tmp_path, md))
+    assert r.exit_code == 0 and "updated" in r.output and "client_secret=" not in r.output
+    nixa.clients.invalidate(md["client_id"])
+    assert nixa.clients.get(md["client_id"]).name == "Tên mới"
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"colour": "blue"}, "unknown metadata field"),
+        ({"redirect_uris": ["http://dvc.example.vn/cb"]}, "redirect_uris"),
+        ({"redirect_uris": ["https://dvc.example.vn/cb#frag"]}, "fragment"),
+        ({"redirect_uris": ["javascript:alert(1)"]}, "redirect_uris"),
+        ({"grant_types": ["password"]}, "grant_types"),
+        ({"grant_types": ["implicit"]}, "grant_types"),
+        ({"token_endpoint_auth_method": "client_secret_jwt"}, "token_endpoint_auth_method"),
+        ({"client_secret": "short"}, "client_secret"),
+        ({"response_types": ["token"]}, "response_types"),
+    ],
+)
+def test_import_refuses_bad_metadata_and_imports_nothing(run, nixa, tmp_path, bad, message):
+    good = client_md()
+    broken = client_md(**bad)
+    r = run("clients", "import", write(tmp_path, [good, broken]))
+    assert r.exit_code != 0
+    assert message in r.output, r.output
+    assert "nothing imported" in r.output
+    assert broken["client_id"] in r.output
+    assert nixa.clients.get(good["client_id"]) is None
+    assert nixa.clients.get(broken["client_id"]) is None
+
+
+def test_import_unreadable_file(run, tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text("{not json", encoding="utf-8")
+    r = run("clients", "import", str(path))
+    assert r.exit_code != 0 and "cannot read" in r.output
+    r = run("clients", "import", str(tmp_path / "missing.json"))
+    assert r.exit_code != 0
+    r = run("clients", "import", write(tmp_path, "a string"))
+    assert r.exit_code != 0
+
+
+def test_clients_list(run, tmp_path):
+    md = client_md(client_name="Cổng liệt kê")
+    run("clients", "import", write(tmp_path, [md]))
+    r = run("clients", "list")
+    assert r.exit_code == 0 and md["client_id"] in r.output and "Cổng liệt kê" in r.output
+    r = run("clients", "list", "--json")
+    listed = {c["client_id"]: c for c in json.loads(r.output)}
+    assert listed[md["client_id"]]["redirect_uris"] == md["redirect_uris"]
+    assert all("client_secret" not in c for c in listed.values())
+
+
+def test_users_add_then_sign_in(run, nixa):
+    username = uid("user")
+    password = secrets.token_urlsafe(12)
+    r = run("users", "add", username, "--password", password, "--name", "Lê Văn Cường", "--email", f"{username}@example.vn")
+    assert r.exit_code == 0, r.output
+    assert username in r.output
+    pid = nixa.people.check_local_password(username, password)
+    assert pid and nixa.people.attributes(pid)["name"].value == "Lê Văn Cường"
+    assert nixa.people.check_local_password(username, "wrong-password") is None
+
+
+def test_users_add_password_from_stdin_and_too_short(run, nixa):
+    username = uid("user")
+    r = run("users", "add", username, input="stdin-password-123\n")
+    assert r.exit_code == 0, r.output
+    assert nixa.people.check_local_password(username, "stdin-password-123")
+    r = run("users", "add", uid("user"), "--password", "short")
+    assert r.exit_code != 0 and "8 characters" in r.output
+
+
+def test_keys_rotate_and_list(run, nixa):
+    nixa.keys.invalidate()
+    before = nixa.keys.active_kid("EdDSA")
+    r = run("keys", "rotate", "--alg", "EdDSA")
+    assert r.exit_code == 0 and "EdDSA: rotated" in r.output, r.output
+    nixa.keys.invalidate()
+    assert nixa.keys.active_kid("EdDSA") != before
+    r = run("keys", "list")
+    assert r.exit_code == 0
+    line = next(ln for ln in r.output.splitlines() if ln.startswith(before))
+    assert line.split()[-1] == "retired"
+    r = run("keys", "prune")
+    assert r.exit_code == 0 and "removed" in r.output
+
+
+def test_migrate_is_idempotent(run):
+    r = run("migrate")
+    assert r.exit_code == 0 and "schema at head" in r.output
+
+
+def test_app_refuses_unknown_schema(tmp_path, master_key):
+    from sqlalchemy import create_engine, text
+
+    from idp.app import Nixa
+    from idp.store.db import SchemaMismatch, migrate
+    from tests.conftest import make_settings
+
+    url = f"sqlite:///{(tmp_path / 'throwaway.db').as_posix()}"
+    migrate(url)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'ffffdeadbeef'"))
+    engine.dispose()
+    settings = make_settings(tmp_path, url, master_key)
+    with pytest.raises(SchemaMismatch, match="unknown"):
+        Nixa(settings)
+    runner = CliRunner()
+    r = runner.invoke(app, ["serve", "--port", "1"], env={"NIXA_DATABASE_URL": url, "NIXA_VAR_DIR": str(tmp_path),
+                                                          "NIXA_MASTER_KEY": master_key})
+    assert r.exit_code == 2 and "unknown" in r.output
+
+
+def test_app_refuses_an_empty_database(tmp_path, master_key):
+    from idp.app import Nixa
+    from idp.store.db import SchemaMismatch
+    from tests.conftest import make_settings
+
+    url = f"sqlite:///{(tmp_path / 'empty.db').as_posix()}"
+    with pytest.raises(SchemaMismatch, match="nixa migrate"):
+        Nixa(make_settings(tmp_path, url, master_key))
