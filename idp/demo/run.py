@@ -147,8 +147,8 @@ def seed(nixa: Any, var: Path, info: dict[str, Any], keys: dict[str, str]) -> di
     reg = nixa.connectors
     reg.upsert("population", "population", {"base_url": f"http://127.0.0.1:{PORTS['registry']}", "api_key": keys["registry"],
                                             "otp_connector": "telecom", "challenge_loa": "substantial"},
-               loa="low", display_name_vi="Cơ sở dữ liệu quốc gia về dân cư (số định danh + SMS)",
-               display_name_en="National population registry (ID number + SMS)", position=10)
+               loa="low", display_name_vi="Cơ sở dữ liệu quốc gia về dân cư",
+               display_name_en="National population registry", position=10)
     reg.upsert("telecom", "telecom_sms", {"base_url": f"http://127.0.0.1:{PORTS['sms']}", "api_key": keys["sms"]},
                loa="low", display_name_vi="Mã OTP qua tin nhắn SMS của nhà mạng", display_name_en="SMS one-time code from your operator",
                position=30)

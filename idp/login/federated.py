@@ -153,20 +153,30 @@ async def password_login(request: Request, rid: str, connector_id: str) -> Respo
     return await run_in_threadpool(_password_login, request, nixa, pending, t, form, connector_id)
 
 
-def _password_login(request: Request, nixa: Any, pending: flow.Pending, t: Any, form: dict[str, str], connector_id: str) -> Response:
+def _guarded_form(request: Request, nixa: Any, pending: flow.Pending, t: Any, form: dict[str, str], connector_id: str,
+                  capability: type, fields_attr: str) -> tuple[Any, dict[str, str], list[str], Response | None]:
+    """The common front of every secret-checking method: the connector has the capability,
+    and neither the account nor the address is over its throttle."""
     entry = nixa.connectors.entry(connector_id)
-    if entry is None or not isinstance(entry.instance, PasswordConnector):
-        return message(request, t, "error_bad_request", detail="unknown sign-in method")
-    fields = [f.name for f in entry.instance.fields]
+    if entry is None or not isinstance(entry.instance, capability):
+        return None, {}, [], message(request, t, "error_bad_request", detail="unknown sign-in method")
+    fields = [f.name for f in getattr(entry.instance, fields_attr)]
     ident = form.get(fields[0], "")[:128].lower() if fields else ""
     ip = client_ip(request, nixa)
     keys = [f"{connector_id}:{ident}", f"ip:{ip}"]
     wait = throttle(nixa, keys, peek=True)
     if wait:
         nixa.events.emit("login.throttled", client_id=pending.client_id, ip=ip, data={"method": connector_id})
-        return _show_step(request, nixa, pending, t, error=t("rate_limited", seconds=wait), status=429)
+        return None, {}, [], _show_step(request, nixa, pending, t, error=t("rate_limited", seconds=wait), status=429)
+    return entry, {k: form.get(k, "") for k in fields}, keys, None
+
+
+def _password_login(request: Request, nixa: Any, pending: flow.Pending, t: Any, form: dict[str, str], connector_id: str) -> Response:
+    entry, submitted, keys, early = _guarded_form(request, nixa, pending, t, form, connector_id, PasswordConnector, "fields")
+    if early:
+        return early
     try:
-        assertion = entry.instance.login({k: form.get(k, "") for k in fields})
+        assertion = entry.instance.login(submitted)
     except ConnectorError as err:
         return _failed(request, nixa, pending, t, connector_id, err, keys if err.code != "upstream_unavailable" else None)
     return _accepted(request, nixa, pending, t, entry, assertion, int(entry.loa))
@@ -184,18 +194,9 @@ async def challenge_start(request: Request, rid: str, connector_id: str) -> Resp
 
 
 def _challenge_start(request: Request, nixa: Any, pending: flow.Pending, t: Any, form: dict[str, str], connector_id: str) -> Response:
-    entry = nixa.connectors.entry(connector_id)
-    if entry is None or not isinstance(entry.instance, ChallengeConnector):
-        return message(request, t, "error_bad_request", detail="unknown sign-in method")
-    fields = [f.name for f in entry.instance.challenge_fields]
-    ident = form.get(fields[0], "")[:128].lower() if fields else ""
-    ip = client_ip(request, nixa)
-    keys = [f"{connector_id}:{ident}", f"ip:{ip}"]
-    wait = throttle(nixa, keys, peek=True)
-    if wait:
-        nixa.events.emit("login.throttled", client_id=pending.client_id, ip=ip, data={"method": connector_id})
-        return _show_step(request, nixa, pending, t, error=t("rate_limited", seconds=wait), status=429)
-    submitted = {k: form.get(k, "") for k in fields}
+    entry, submitted, keys, early = _guarded_form(request, nixa, pending, t, form, connector_id, ChallengeConnector, "challenge_fields")
+    if early:
+        return early
     try:
         challenge = entry.instance.start(submitted)
     except ConnectorError as err:

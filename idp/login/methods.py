@@ -40,7 +40,8 @@ def connector_methods(nixa: Any, required: int, t: Any, proofing: bool = False) 
         # through its password-style check alone: offer each capability at its own level.
         challenge_loa = int(LevelOfAssurance.parse(entry.config.get("challenge_loa", entry.loa)))
         if isinstance(c, ChallengeConnector) and challenge_loa >= required:
-            out.append({"id": f"{entry.id}-challenge", "connector": entry.id, "kind": "form", "loa": challenge_loa, "label": label,
+            out.append({"id": f"{entry.id}-challenge", "connector": entry.id, "kind": "form", "loa": challenge_loa,
+                        "label": label if not isinstance(c, PasswordConnector) else f"{label} ({t('with_sms_code')})",
                         "action_suffix": f"challenge/{entry.id}", "fields": _fields(c.challenge_fields, t),
                         "button": t("continue")})
         if isinstance(c, PasswordConnector) and int(entry.loa) >= required:
