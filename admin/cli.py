@@ -68,6 +68,11 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     from idp.store.db import SchemaMismatch, check_schema, make_engine
 
     settings = Settings()
+    if workers > 1 and not settings.redis_url:
+        # The in-process ephemeral store lives inside one process: pending sign-ins, codes and
+        # sessions made by one worker would be unknown to the others.
+        typer.echo("nixa: several workers need a shared ephemeral store: set NIXA_REDIS_URL (or use --workers 1)", err=True)
+        raise typer.Exit(2)
     try:
         check_schema(make_engine(settings.sqlalchemy_url))
     except SchemaMismatch as exc:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import threading
 import hmac
 import time
 from collections.abc import Callable
@@ -45,6 +47,9 @@ SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
 }
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
+# Each check costs ~64 MiB and a core for ~80 ms: at most one per core at a time, so a burst of
+# sign-ins queues instead of exhausting memory and starving the token endpoint's threads.
+_argon2_slots = threading.BoundedSemaphore(os.cpu_count() or 2)
 
 
 class NeedsProofing(Exception):
@@ -293,7 +298,8 @@ class People:
             stored = account.password_hash if account and not account.disabled else None
             person_id = account.person_id if account else None
         try:
-            _hasher.verify(stored or _DUMMY_HASH, password)
+            with _argon2_slots:
+                _hasher.verify(stored or _DUMMY_HASH, password)
         except (VerificationError, InvalidHashError):
             return None
         if stored is None:

@@ -14,6 +14,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# At least the request threadpool's size (anyio's default 40): otherwise connections made for
+# the overflow are opened and thrown away under load.
+POOL_SIZE = 40
 
 
 class SchemaMismatch(RuntimeError):
@@ -25,7 +28,7 @@ def make_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=10, max_overflow=20)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=POOL_SIZE, max_overflow=8)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
@@ -36,7 +39,9 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # No pre-ping round trip per checkout: a dropped connection invalidates the pool on first
+    # error, and connections are recycled before a server or proxy would time them out.
+    return create_engine(url, pool_size=POOL_SIZE, max_overflow=8, pool_recycle=1800)
 
 
 def alembic_config(url: str) -> Config:

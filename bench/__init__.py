@@ -1,0 +1,1 @@
+"""Load benchmark of a running NIXA: `python -m bench.run --help` (or `make bench`)."""
