@@ -109,6 +109,10 @@ class People:
             elif attr.verified_at >= row.verified_at:
                 row.value, row.source, row.verified_at = attr.value, attr.source, attr.verified_at
 
+    def store_attributes(self, person_id: str, attributes: dict[str, VerifiedAttribute]) -> None:
+        with self.db.session() as s:
+            self._store_attributes(s, person_id, attributes)
+
     def attributes(self, person_id: str) -> dict[str, VerifiedAttribute]:
         with self.db.session() as s:
             person = s.get(Person, person_id)

@@ -84,6 +84,10 @@ def _accepted(request: Request, nixa: Any, pending: flow.Pending, t: Any, entry:
     allow_unproofed = bool(entry.config.get("allow_unproofed", entry.type == "ldap"))
     proofing = pending.proofing
     try:
+        registry = registry_attributes(nixa, assertion)
+    except ConnectorError as err:
+        return _failed(request, nixa, pending, t, entry.id, err)
+    try:
         if proofing and assertion.national_id:
             # This assertion proves the national ID that an earlier sign-in lacked: link both.
             first = assertion_from_dict(proofing["assertion"])
@@ -100,26 +104,29 @@ def _accepted(request: Request, nixa: Any, pending: flow.Pending, t: Any, entry:
         pending.proofing = {"assertion": assertion_to_dict(assertion), "loa": loa, "connector_id": entry.id}
         flow.save(nixa, pending)
         return redirect(f"/interaction/{pending.rid}/proofing")
-    enrich_from_registry(nixa, resolution.person_id, assertion)
+    if registry:
+        nixa.people.store_attributes(resolution.person_id, registry)
     return signed_in(request, nixa, pending, t, person_id=resolution.person_id, loa=loa, amr=amr, method=method)
 
 
-def enrich_from_registry(nixa: Any, person_id: str, assertion: Assertion) -> None:
-    """The population registry is the attribute source for verified claims: once a person's
-    national ID is known, their registry attributes are refreshed on sign-in (best effort)."""
-    from connectors.base import AttributeSource
+def registry_attributes(nixa: Any, assertion: Assertion) -> dict[str, VerifiedAttribute]:
+    """The population registry is the attribute source for verified claims and the authority
+    on whether a national ID may be used at all: a deceased person's or a locked ID is refused
+    whatever the method (NotAllowed propagates). An unreachable registry does not block a
+    sign-in that another source proved; the attributes are then simply not refreshed."""
+    from connectors.base import AttributeSource, NotAllowed
 
     if not assertion.national_id or assertion.connector_id == "population":
-        return
+        return {}
     for entry in nixa.connectors.entries():
         if isinstance(entry.instance, AttributeSource):
             try:
-                attrs = entry.instance.enrich(assertion)
+                return dict(entry.instance.enrich(assertion))
+            except NotAllowed:
+                raise
             except ConnectorError:
-                return
-            with nixa.db.session() as s:
-                nixa.people._store_attributes(s, person_id, dict(attrs))
-            return
+                return {}
+    return {}
 
 
 def _entry(nixa: Any, connector_id: str) -> Any:

@@ -297,3 +297,20 @@ def test_sms_only_sign_in_must_prove_national_id_once(nixa, federation, app, htt
         person = s.scalar(select(Person).where(Person.national_id == DEMO_CITIZEN.pin))
         linked = s.scalar(select(LinkedIdentity).where(LinkedIdentity.connector_id == "telecom", LinkedIdentity.subject == "+84987111222"))
     assert linked is not None and linked.person_id == person.id
+
+
+def test_registry_is_the_authority_on_a_locked_id_whatever_the_method(nixa, federation, app):  # noqa: ANN001
+    import httpx
+    from starlette.testclient import TestClient
+
+    portal = register_client(nixa, nixa_first_party=True)
+    status_url = f"{federation['registry'].base_url}/_sandbox/citizens/{DEMO_CITIZEN.pin}/status"
+    httpx.put(status_url, json={"status": "locked"}, timeout=5).raise_for_status()
+    try:
+        with TestClient(app, base_url="http://testserver", follow_redirects=False) as b:
+            r, _, _ = authorize(b, portal, acr_values="urn:nixa:loa:high")
+            r = _certificate(b, federation, b.get(r.headers["location"]).text)  # a valid certificate...
+            assert r.status_code == 401 and "bị khóa" in r.text  # ...but the ID is locked at the registry
+            assert "code=" not in r.headers.get("location", "")
+    finally:
+        httpx.put(status_url, json={"status": "active"}, timeout=5).raise_for_status()
