@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import re
@@ -191,7 +190,3 @@ def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) ->
         return {"status": "ok", "store": nixa.store.ping()}
 
     return app
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")

@@ -9,7 +9,6 @@ issued by Authlib's grant when the last step is done.
 from __future__ import annotations
 
 import secrets
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
@@ -278,7 +277,3 @@ def deny(nixa: Any, rid: str, browser_id: str, error: str = "access_denied", des
     nixa.events.emit("consent.denied" if error == "access_denied" else "authorization.failed", client_id=pending.client_id,
                      data={"error": error})
     return error_redirect(nixa, pending.params["redirect_uri"], error, description, pending.params.get("state"))
-
-
-def now() -> float:
-    return time.time()

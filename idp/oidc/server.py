@@ -25,8 +25,8 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from joserfc.jwk import KeySet
 from starlette.responses import JSONResponse, Response
 
-from idp.oidc.clients import ClientModel, ClientRegistry
-from idp.oidc.tokens import InvalidToken, TokenService, token_hash
+from idp.oidc.clients import ClientModel
+from idp.oidc.tokens import InvalidToken, token_hash
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none", JWTBearerClientAssertion.CLIENT_AUTH_METHOD]
 CONFIDENTIAL_METHODS = ["client_secret_basic", "client_secret_post", JWTBearerClientAssertion.CLIENT_AUTH_METHOD]
