@@ -31,6 +31,7 @@ missing_packages() {
   have_cmd ldapsearch || echo ldap-utils
   have_cmd softhsm2-util || have_deb softhsm2 || echo softhsm2
   have_cmd chromium || echo chromium
+  have_cmd chromedriver || echo chromium-driver
   have_cmd node || echo nodejs
   have_cmd npm || echo npm
 }
