@@ -114,18 +114,23 @@ class People:
             self._store_attributes(s, person_id, attributes)
 
     def attributes(self, person_id: str) -> dict[str, VerifiedAttribute]:
+        # One round trip (UserInfo's hot path): the person row joined with its attributes.
         with self.db.session() as s:
-            person = s.get(Person, person_id)
-            if person is None:
-                return {}
-            rows = s.scalars(select(PersonAttribute).where(PersonAttribute.person_id == person_id)).all()
-            out = {r.name: VerifiedAttribute(r.name, r.value, r.source, r.verified_at) for r in rows}
-            if person.national_id:
-                src = out.get("national_id_source")
-                out["national_id"] = VerifiedAttribute(
-                    "national_id", person.national_id, src.value if src else "population", src.verified_at if src else person.updated_at
-                )
-            return out
+            rows = s.execute(
+                select(Person.national_id, Person.updated_at, PersonAttribute)
+                .outerjoin(PersonAttribute, PersonAttribute.person_id == Person.id)
+                .where(Person.id == person_id)
+            ).all()
+        if not rows:
+            return {}
+        out = {r.name: VerifiedAttribute(r.name, r.value, r.source, r.verified_at) for _, _, r in rows if r is not None}
+        national_id, updated_at = rows[0][0], rows[0][1]
+        if national_id:
+            src = out.get("national_id_source")
+            out["national_id"] = VerifiedAttribute(
+                "national_id", national_id, src.value if src else "population", src.verified_at if src else updated_at
+            )
+        return out
 
     def get(self, person_id: str) -> Person | None:
         with self.db.session() as s:

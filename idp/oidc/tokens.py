@@ -151,10 +151,9 @@ class TokenService:
         exp = claims.get("exp")
         if not isinstance(exp, (int, float)) or exp <= now:
             raise InvalidToken("The access token expired")
-        if self.store.get(f"revoked:jti:{claims.get('jti')}") is not None:
-            raise InvalidToken("The access token was revoked")
-        gid = claims.get("gid")
-        if gid and self.grant_is_revoked(gid):
+        # Revoked token or revoked grant: both markers in one round trip.
+        markers = [f"revoked:jti:{claims.get('jti')}"] + ([f"revoked:grant:{claims['gid']}"] if claims.get("gid") else [])
+        if any(v is not None for v in self.store.get_many(markers)):
             raise InvalidToken("The access token was revoked")
         return AccessTokenInfo(claims)
 

@@ -24,6 +24,9 @@ class EphemeralStore(Protocol):
 
     def get(self, key: str) -> Any | None: ...
 
+    def get_many(self, keys: list[str]) -> list[Any | None]:
+        """Several reads in one round trip (Redis MGET), in the order asked."""
+
     def take(self, key: str) -> Any | None:
         """Atomically get and delete: of two concurrent callers, one gets the value."""
 
@@ -103,6 +106,10 @@ class MemoryStore:
     def get(self, key: str) -> Any | None:
         with self._lock:
             return self._copy(self._live(key))
+
+    def get_many(self, keys: list[str]) -> list[Any | None]:
+        with self._lock:
+            return [self._copy(self._live(k)) for k in keys]
 
     def take(self, key: str) -> Any | None:
         with self._lock:
@@ -205,6 +212,11 @@ class RedisStore:
     def get(self, key: str) -> Any | None:
         raw = self._redis.get(self._k(key))
         return None if raw is None else json.loads(raw)
+
+    def get_many(self, keys: list[str]) -> list[Any | None]:
+        if not keys:
+            return []
+        return [None if raw is None else json.loads(raw) for raw in self._redis.mget([self._k(k) for k in keys])]
 
     def take(self, key: str) -> Any | None:
         raw = self._redis.getdel(self._k(key))

@@ -499,3 +499,13 @@ def test_redis_ping_is_false_when_the_server_is_unreachable():
         started = time.monotonic()
         assert unreachable.ping() is False
         assert time.monotonic() - started < 10
+
+
+def test_get_many_reads_several_keys_in_order(store, key):
+    store.put(key("a"), {"n": 1}, 30)
+    store.put(key("c"), "x", 30)
+    assert store.get_many([key("a"), key("b"), key("c")]) == [{"n": 1}, None, "x"]
+    assert store.get_many([]) == []
+    got = store.get_many([key("a")])[0]
+    got["n"] = 2
+    assert store.get(key("a")) == {"n": 1}  # a copy, as get() gives
