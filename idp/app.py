@@ -70,10 +70,37 @@ class Nixa:
             s.add(
                 Grant(
                     id=ctx.grant_id, client_id=client.client_id, person_id=ctx.person_id, scope=scope, sid=ctx.sid,
-                    auth_time=ctx.auth_time, acr=ctx.acr, amr=ctx.amr, created_at=self.clock(),
+                    auth_time=ctx.auth_time, acr=ctx.acr, amr=ctx.amr, methods=list(ctx.methods), created_at=self.clock(),
                     revoked_at=self.clock() if revoked else None, revoked_reason="code_replayed" if revoked else None,
                 )
             )
+
+    def still_valid_at_sources(self, grant: Grant) -> bool:
+        """At each refresh, ask the sources the person signed in with whether they are still
+        valid there (Dex-style): a staff account disabled in the directory, a person the
+        registry now lists as deceased... ends the grant. An unreachable source does not
+        (fail open, audited): a directory outage must not log out every agency app."""
+        from connectors.base import ConnectorError, Gone, RefreshingConnector
+
+        if not grant.person_id or not grant.methods:
+            return True
+        links = {link.connector_id: link for link in self.people.links(grant.person_id)}
+        for method in grant.methods:
+            entry = self.connectors.entry(method)
+            link = links.get(method)
+            if entry is None or link is None or not isinstance(entry.instance, RefreshingConnector):
+                continue
+            try:
+                result = entry.instance.refresh(link.subject, dict(link.connector_data or {}))
+            except ConnectorError as err:
+                self.events.emit("token.failed", person_id=grant.person_id, client_id=grant.client_id,
+                                 data={"reason": "source_unreachable_at_refresh", "connector": method, "error": err.code})
+                continue
+            if isinstance(result, Gone):
+                self.tokens.revoke_grant(grant.id, f"source_gone:{method}:{result.reason}"[:64], client_id=grant.client_id,
+                                         person_id=grant.person_id)
+                return False
+        return True
 
     def consented_scopes(self, person_id: str, client_id: str) -> set[str]:
         with self.db.session() as s:

@@ -254,6 +254,7 @@ def finish(nixa: Any, rid: str, browser_id: str, session: SsoSession) -> str:
         acr=session.acr,
         amr=list(session.amr),
         nonce=params.get("nonce"),
+        methods=list(session.methods),
     )
     try:
         grant = nixa.server.get_consent_grant(req, end_user=ctx)

@@ -96,6 +96,7 @@ class AuthContext:
     amr: list[str] = field(default_factory=list)
     nonce: str | None = None
     claims_request: dict | None = None
+    methods: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -343,6 +344,8 @@ class NixaRefreshGrant(grants.RefreshTokenGrant):
         if row.rotated_at is not None:
             self._reuse_detected(row, grant)
             return None
+        if not nixa.still_valid_at_sources(grant):
+            return None
         return StoredRefresh(row, grant)
 
     def _reuse_detected(self, row: Any, grant: Any) -> None:
@@ -357,7 +360,8 @@ class NixaRefreshGrant(grants.RefreshTokenGrant):
             self._reuse_detected(refresh_token.row, refresh_token.grant)
             raise InvalidGrantError("The refresh token was already used.")
         g = refresh_token.grant
-        return AuthContext(person_id=g.person_id, grant_id=g.id, sid=g.sid, auth_time=g.auth_time, acr=g.acr, amr=list(g.amr or []))
+        return AuthContext(person_id=g.person_id, grant_id=g.id, sid=g.sid, auth_time=g.auth_time, acr=g.acr, amr=list(g.amr or []),
+                           methods=list(g.methods or []))
 
     def issue_token(self, user: AuthContext, refresh_token: StoredRefresh) -> dict:
         scope = self.request.payload.scope or refresh_token.get_scope()

@@ -116,6 +116,9 @@ class Grant(Base):
     auth_time: Mapped[float | None] = mapped_column(Float, nullable=True)
     acr: Mapped[str | None] = mapped_column(String(128), nullable=True)
     amr: Mapped[list] = mapped_column(JSON, default=list)
+    # The sign-in methods (connector ids) behind the grant: each is asked again at refresh
+    # whether the person is still valid there.
+    methods: Mapped[list] = mapped_column(JSON, default=list)
     created_at: Mapped[float] = mapped_column(Float, default=now)
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     revoked_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -61,7 +61,8 @@ def federation(nixa, tmp_path_factory) -> Iterator[dict]:  # noqa: ANN001
         reg.upsert("certificate", "certificate", {"trust_anchors": [str(pki.trust_anchor_path)], "trusted_proxies": ["10.9.8.7/32"]},
                    loa="high", display_name_vi="Chứng thư số", display_name_en="Certificate")
         try:
-            yield {"registry": registry, "sms": sms, "ca": ca, "operator": operator, "pki": pki, "callback": callback}
+            yield {"registry": registry, "sms": sms, "ca": ca, "operator": operator, "pki": pki, "callback": callback,
+                   "directory": directory}
         finally:
             for cid in CONNECTORS:  # leave the shared app as other tests expect it
                 entry = nixa.connectors.entry(cid)
@@ -314,3 +315,35 @@ def test_registry_is_the_authority_on_a_locked_id_whatever_the_method(nixa, fede
             assert "code=" not in r.headers.get("location", "")
     finally:
         httpx.put(status_url, json={"status": "active"}, timeout=5).raise_for_status()
+
+
+def test_refresh_rechecks_the_staff_account_at_the_directory(nixa, federation, app, http):  # noqa: ANN001
+    """Dex-style: each refresh asks the source again; a disabled account ends the grant."""
+    import ldap3
+    from starlette.testclient import TestClient
+
+    portal = register_client(nixa, nixa_first_party=True, scope="openid profile offline_access")
+    with TestClient(app, base_url="http://testserver", follow_redirects=False) as b:
+        r, _, verifier = authorize(b, portal, scope="openid profile offline_access")
+        page = b.get(r.headers["location"]).text
+        r = b.post(form_action(page, "/password/mof"), data={"csrf": hidden(page, "csrf"), "username": "tranthibinh",
+                                                            "password": "Binh@Demo2024"})
+        cb = query_of(r.headers["location"])
+    tokens = http.post("/token", data={"grant_type": "authorization_code", "code": cb["code"], "redirect_uri": portal.redirect_uri,
+                                       "code_verifier": verifier}, auth=(portal.client_id, portal.secret)).json()
+    refresh = lambda token: http.post("/token", data={"grant_type": "refresh_token", "refresh_token": token},  # noqa: E731
+                                      auth=(portal.client_id, portal.secret))
+    first = refresh(tokens["refresh_token"])
+    assert first.status_code == 200, first.text  # still active at the directory
+
+    dn = "uid=tranthibinh,ou=people,ou=mof,dc=gov,dc=vn"
+    admin = federation["directory"].admin_connection()
+    admin.modify(dn, {"pwdAccountLockedTime": [(ldap3.MODIFY_REPLACE, ["000001010000Z"])]})
+    try:
+        second = refresh(first.json()["refresh_token"])
+        assert second.status_code == 400 and second.json()["error"] == "invalid_grant"
+        info = http.get("/userinfo", headers={"Authorization": f"Bearer {first.json()['access_token']}"})
+        assert info.status_code == 401  # the grant is revoked, its access tokens with it
+    finally:
+        admin.modify(dn, {"pwdAccountLockedTime": [(ldap3.MODIFY_DELETE, [])]})
+        admin.unbind()
