@@ -3,6 +3,7 @@ throttle every secret-checking path goes through."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from connectors.base import (
@@ -60,6 +61,14 @@ def connector_methods(nixa: Any, required: int, t: Any, proofing: bool = False) 
     return out
 
 
+_USERNAME_HINT = re.compile(r"^[A-Za-z0-9._@+-]{1,128}$")
+
+
+def _username_hint(hint: str | None) -> str | None:
+    """login_hint (OIDC Core §3.1.2.1) prefills the username when it looks like one."""
+    return hint if hint and _USERNAME_HINT.match(hint) else None
+
+
 def available_methods(nixa: Any, pending: Any, t: Any, csrf: str) -> list[dict]:
     proofing = bool(pending.proofing)
     required = int(LevelOfAssurance.LOW) if proofing else pending.required_loa
@@ -70,7 +79,7 @@ def available_methods(nixa: Any, pending: Any, t: Any, csrf: str) -> list[dict]:
             "action": f"/interaction/{pending.rid}/local",
             "fields": [
                 {"name": "username", "label": t("username"), "kind": "text", "autocomplete": "username", "pattern": None,
-                 "value": pending.params.get("login_hint") if pending.params.get("login_hint", "").isidentifier() else None},
+                 "value": _username_hint(pending.params.get("login_hint"))},
                 {"name": "password", "label": t("password"), "kind": "password", "autocomplete": "current-password", "pattern": None,
                  "value": None},
             ],

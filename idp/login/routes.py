@@ -233,7 +233,13 @@ async def cancel(request: Request, rid: str) -> Response:
 
 @router.get("/")
 def home(request: Request) -> Response:
-    return render(request, "home.html", translator(request))
+    nixa = nixa_of(request)
+    demo = None
+    if nixa.settings.demo:
+        # The developer page of the demo: where the sandboxes' outboxes and accounts are.
+        demo = [{"id": e.id, "type": e.type, "level": int(e.loa), "base_url": e.config.get("base_url") or e.config.get("issuer")}
+                for e in nixa.connectors.entries()]
+    return render(request, "home.html", translator(request), demo=demo)
 
 
 # ---- RP-Initiated Logout 1.0 --------------------------------------------------------------------
