@@ -198,7 +198,9 @@ def users_add(
         typer.echo("nixa: the password must have at least 8 characters", err=True)
         raise typer.Exit(2)
     attrs = {k: v for k, v in {"name": name, "email": email, "phone_number": phone, "preferred_username": username}.items() if v}
-    person_id = _nixa().people.add_local_account(username, password, attrs, national_id=national_id)
+    nixa = _nixa()
+    person_id = nixa.people.add_local_account(username, password, attrs, national_id=national_id)
+    nixa.events.emit("admin.changed", person_id=person_id, data={"local_account": username, "source": "cli"})
     typer.echo(f"account {username} → person {person_id}")
 
 
