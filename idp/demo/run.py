@@ -90,6 +90,11 @@ class Sandboxes:
         _wait(f"http://127.0.0.1:{PORTS['registry']}/health", "registry sandbox", 120)
         _wait(f"http://127.0.0.1:{PORTS['sms']}/health", "operator SMS sandbox")
         _wait(f"http://127.0.0.1:{PORTS['ca']}/health", "CA/OCSP sandbox")
+        time.sleep(0.5)
+        for proc, name in zip(self.procs, ("registry", "sms", "ca")):
+            if proc.poll() is not None:
+                # Something else answered /health: most likely a sandbox left over on that port.
+                raise RuntimeError(f"the {name} sandbox exited (see {self.var / (name + '.log')}); is its port already in use?")
         return info
 
     def stop(self) -> None:
