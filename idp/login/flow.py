@@ -150,6 +150,7 @@ def begin(nixa: Any, params: dict[str, str], browser_id: str, session: SsoSessio
         check_authorization_request(nixa, client, params)
         req = NixaRequest("GET", nixa.settings.issuer + "/authorize", {}, query=params)
         nixa.server.get_consent_grant(req, end_user=None)  # Authlib's own checks (scope, PKCE, ...)
+        hint_sub = _id_token_hint_subject(nixa, client, params)
     except AuthorizationError as err:
         nixa.events.emit("authorization.failed", client_id=client.client_id, data={"error": err.error})
         return "redirect", error_redirect(nixa, params["redirect_uri"], err.error, err.description, state)
@@ -166,9 +167,23 @@ def begin(nixa: Any, params: dict[str, str], browser_id: str, session: SsoSessio
         max_age=int(params["max_age"]) if "max_age" in params else client.metadata.get("default_max_age"),
         prompts=params.get("prompt", "").split(),
         created_at=nixa.clock(),
+        extra={"hint_sub": hint_sub} if hint_sub else {},
     )
     save(nixa, pending)
     return advance(nixa, pending, session)
+
+
+def _id_token_hint_subject(nixa: Any, client: Any, params: dict[str, str]) -> str | None:
+    """OIDC Core §3.1.2.1 id_token_hint: an ID token we issued to this client (expired is fine)
+    naming the person the client expects; another person's session does not satisfy it."""
+    hint = params.get("id_token_hint")
+    if not hint:
+        return None
+    claims = nixa.tokens.validate_id_token_hint(hint)
+    aud = claims.get("aud") if claims else None
+    if not claims or client.client_id not in (aud if isinstance(aud, list) else [aud]):
+        raise AuthorizationError("invalid_request", "id_token_hint is not an ID token issued to this client")
+    return str(claims.get("sub"))
 
 
 def save(nixa: Any, pending: Pending) -> None:
@@ -194,6 +209,11 @@ def session_satisfies(nixa: Any, pending: Pending, session: SsoSession | None) -
         return False
     if ("login" in pending.prompts or "select_account" in pending.prompts) and not pending.login_done:
         return False
+    hint_sub = pending.extra.get("hint_sub")
+    if hint_sub and not pending.login_done:
+        client = nixa.clients.get(pending.client_id)
+        if client is None or nixa.people.subject_for(session.person_id, client) != hint_sub:
+            return False  # the session is someone else's: ask who is there
     return True
 
 

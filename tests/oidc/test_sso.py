@@ -136,3 +136,24 @@ def test_wrong_password_shows_the_form_again(nixa, browser):
                                                               "password": "wrong-password"})
     assert r.status_code == 401
     assert 'name="password"' in r.text
+
+
+def test_id_token_hint_at_authorize_names_the_expected_person(nixa, browser, http):  # noqa: ANN001
+    from tests.conftest import authorize, code_flow, make_citizen, query_of, register_client
+
+    client = register_client(nixa)
+    alice, bob = make_citizen(nixa), make_citizen(nixa)
+    alice_tokens = code_flow(browser, http, client, alice)  # this browser's session is Alice's
+    r, _, _ = authorize(browser, client, prompt="none", id_token_hint=alice_tokens["id_token"])
+    assert "code" in query_of(r.headers["location"])  # silent re-authentication for the hinted person
+
+    from starlette.testclient import TestClient
+
+    with TestClient(browser.app, base_url="http://testserver", follow_redirects=False) as other:
+        bob_tokens = code_flow(other, http, client, bob)
+    r, _, _ = authorize(browser, client, prompt="none", id_token_hint=bob_tokens["id_token"])
+    assert query_of(r.headers["location"])["error"] == "login_required"  # Alice's session is not Bob's
+
+    forged = alice_tokens["id_token"][:-4] + ("AAAA" if not alice_tokens["id_token"].endswith("AAAA") else "BBBB")
+    r, _, _ = authorize(browser, client, id_token_hint=forged)
+    assert query_of(r.headers["location"])["error"] == "invalid_request"
