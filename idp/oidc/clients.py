@@ -185,6 +185,23 @@ def _check_jwks(jwks: Any) -> None:
             raise InvalidClientMetadata("jwks: symmetric keys are not accepted")
 
 
+def check_sector_identifier(uri: str, redirect_uris: list[str], timeout: float = 5.0) -> None:
+    """OIDC Core §8.1: the sector_identifier_uri must hold a JSON array listing every
+    redirect_uri of the client; NIXA fetches it when the client is registered or changed."""
+    import httpx
+
+    try:
+        response = httpx.get(uri, timeout=timeout, follow_redirects=False)
+        listed = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError) as exc:
+        raise InvalidClientMetadata(f"sector_identifier_uri: cannot fetch {uri} ({type(exc).__name__})") from exc
+    if not isinstance(listed, list) or not all(isinstance(u, str) for u in listed):
+        raise InvalidClientMetadata(f"sector_identifier_uri: {uri} must return a JSON array of redirect URIs")
+    missing = [u for u in redirect_uris if u not in listed]
+    if missing:
+        raise InvalidClientMetadata(f"sector_identifier_uri: {uri} does not list {', '.join(missing)} (OIDC Core §8.1)")
+
+
 def generate_secret() -> str:
     return secrets.token_urlsafe(32)
 
@@ -342,6 +359,8 @@ class ClientRegistry:
         """Create or update from metadata. Returns (client_id, new secret or None, created).
         Idempotent: importing the same metadata twice changes nothing and keeps the secret."""
         md = validate_metadata(raw)
+        if md.get("sector_identifier_uri"):
+            check_sector_identifier(md["sector_identifier_uri"], md.get("redirect_uris", []))
         secret = md.pop("client_secret", None)
         cid = md["client_id"]
         needs_secret = md["token_endpoint_auth_method"] in ("client_secret_basic", "client_secret_post")
