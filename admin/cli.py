@@ -213,14 +213,35 @@ def connectors_list() -> None:
         typer.echo(f"{e.id:16} {e.type:14} v{e.version} {e.loa.name.lower():12} {e.display_name_en}")
 
 
+@connectors_app.command("health")
+def connectors_health() -> None:
+    """Ask every enabled connector whether its external system answers."""
+    failing = 0
+    for e in _nixa().connectors.entries():
+        try:
+            h = e.instance.health()
+            ok, detail = h.ok, h.detail
+        except Exception as exc:  # a health probe must never take the command down
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
+        failing += not ok
+        typer.echo(f"{e.id:16} {'ok' if ok else 'FAILING':8} {detail}")
+    raise typer.Exit(1 if failing else 0)
+
+
 @connectors_app.command("set")
 def connectors_set(connector_id: str, type_name: str, config_file: Path, loa: str = "low", name_vi: str = "", name_en: str = "",
                    position: int = 100) -> None:
     """Create or edit a connector from a JSON config file; running workers reopen it live."""
-    config = json.loads(config_file.read_text(encoding="utf-8"))
-    nixa = _nixa()
-    version = nixa.connectors.upsert(connector_id, type_name, config, loa=loa, display_name_vi=name_vi, display_name_en=name_en,
-                                      position=position)
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            raise ValueError("the configuration must be a JSON object")
+        nixa = _nixa()
+        version = nixa.connectors.upsert(connector_id, type_name, config, loa=loa, display_name_vi=name_vi, display_name_en=name_en,
+                                          position=position)
+    except (OSError, ValueError, KeyError) as exc:
+        typer.echo(f"nixa: {exc}", err=True)
+        raise typer.Exit(2) from exc
     nixa.events.emit("connector.changed", data={"connector": connector_id, "version": version})
     typer.echo(f"{connector_id}: version {version}")
 

@@ -109,7 +109,11 @@ class ConnectorRegistry:
     def upsert(self, connector_id: str, type_name: str, config: dict[str, Any], *, loa: int | str = 1, display_name_vi: str = "",
                display_name_en: str = "", enabled: bool = True, position: int = 100) -> int:
         """Create or edit a connector configuration; a change bumps its version (live reopen)."""
-        load_type(type_name)  # refuse unknown types before writing
+        # Refuse an unknown type or a configuration the connector itself rejects, before writing.
+        probe = load_type(type_name)(ConnectorContext(connector_id=connector_id, config=dict(config), store=self.store, clock=self.clock,
+                                                      issuer=self.issuer, registry=self))
+        if hasattr(probe, "close"):
+            probe.close()
         level = int(LevelOfAssurance.parse(loa))
         with self.db.session() as s:
             row = s.get(ConnectorConfig, connector_id)

@@ -185,3 +185,27 @@ def test_app_refuses_an_empty_database(tmp_path, master_key):
     url = f"sqlite:///{(tmp_path / 'empty.db').as_posix()}"
     with pytest.raises(SchemaMismatch, match="nixa migrate"):
         Nixa(make_settings(tmp_path, url, master_key))
+
+
+def test_connectors_set_list_and_health(run, nixa, tmp_path):  # noqa: ANN001
+    from tests.conftest import free_port
+
+    cid = "sms-cli-" + str(free_port())
+    config = write(tmp_path, {"base_url": f"http://127.0.0.1:{free_port()}", "api_key": "k", "timeout": 0.5})
+    out = run("connectors", "set", cid, "telecom_sms", config, "--loa", "low", "--name-en", "SMS (cli)")
+    assert out.exit_code == 0 and "version 1" in out.stdout
+    again = run("connectors", "set", cid, "telecom_sms", config, "--loa", "low", "--name-en", "SMS (cli)")
+    assert "version 1" in again.stdout  # unchanged: same version
+    assert cid in run("connectors", "list").stdout
+    health = run("connectors", "health")
+    assert health.exit_code == 1 and any(line.startswith(cid) and "FAILING" in line for line in health.stdout.splitlines())
+    bad = run("connectors", "set", "x", "no-such-type", config)
+    assert bad.exit_code != 0
+    nixa.connectors.upsert(cid, "telecom_sms", {"base_url": "http://127.0.0.1:1", "api_key": "k"}, enabled=False)
+
+
+def test_connectors_set_refuses_a_configuration_the_connector_rejects(run, tmp_path):  # noqa: ANN001
+    bad = write(tmp_path, {"url": "ldap://127.0.0.1:1", "no_such_key": True})
+    out = run("connectors", "set", "ldap-bad", "ldap", bad)
+    assert out.exit_code == 2 and "no_such_key" in out.stderr
+    assert "ldap-bad" not in run("connectors", "list").stdout
