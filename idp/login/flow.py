@@ -17,7 +17,7 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 
 from connectors.base import LevelOfAssurance
 from idp.login.session import SsoSession
-from idp.oidc.server import AuthContext, NixaRequest
+from idp.oidc.protocol import AuthContext, NixaRequest
 
 PAR_URN = "urn:ietf:params:oauth:request_uri:"
 PROMPTS = {"none", "login", "consent", "select_account"}

@@ -14,7 +14,8 @@ from starlette.responses import JSONResponse, Response
 from connectors.base import ACR_BY_LEVEL
 from idp.identity.people import SCOPE_CLAIMS
 from idp.oidc.params import BadRequest, read_form
-from idp.oidc.server import AUTH_METHODS, NixaRequest
+from idp.oidc.grants import AUTH_METHODS
+from idp.oidc.protocol import NixaRequest
 from idp.oidc.tokens import InvalidToken
 
 router = APIRouter()

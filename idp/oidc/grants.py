@@ -1,0 +1,208 @@
+"""The grants (code + PKCE + ID token, refresh with rotation, client credentials) and
+private_key_jwt client authentication, with NIXA's storage behind Authlib's hooks."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from authlib.oauth2.rfc6749 import (
+    InvalidGrantError,
+    OAuth2Request,
+    grants,
+)
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from authlib.oauth2.rfc7636 import CodeChallenge
+from joserfc.jwk import KeySet
+
+from idp.oidc.clients import ClientModel
+from idp.oidc.tokens import token_hash
+from idp.oidc.protocol import AuthContext, StoredCode, StoredRefresh
+
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none", JWTBearerClientAssertion.CLIENT_AUTH_METHOD]
+CONFIDENTIAL_METHODS = ["client_secret_basic", "client_secret_post", JWTBearerClientAssertion.CLIENT_AUTH_METHOD]
+
+
+# ---- grants -------------------------------------------------------------------------------------
+
+
+class NixaCodeGrant(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+
+    def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
+        nixa = self.server.nixa
+        ctx: AuthContext = request.user
+        payload = request.payload.data
+        nixa.store.put(
+            f"code:{token_hash(code)}",
+            {
+                "client_id": request.client.client_id,
+                "redirect_uri": payload.get("redirect_uri"),
+                "scope": request.scope or "",
+                "code_challenge": payload.get("code_challenge"),
+                "code_challenge_method": payload.get("code_challenge_method") or ("S256" if payload.get("code_challenge") else None),
+                "ctx": ctx.__dict__,
+            },
+            nixa.settings.code_ttl,
+        )
+
+    def query_authorization_code(self, code: str, client: ClientModel) -> StoredCode | None:
+        nixa = self.server.nixa
+        if not isinstance(code, str) or len(code) > 512:
+            return None
+        key = token_hash(code)
+        data = nixa.store.take(f"code:{key}")
+        if data is None:
+            used = nixa.store.get(f"code-used:{key}")
+            if used:
+                # RFC 6749 §4.1.2: a code used twice revokes what it issued.
+                nixa.events.emit("code.replayed", client_id=client.client_id, person_id=used.get("person_id"),
+                                 data={"grant_id": used["grant_id"]})
+                nixa.tokens.revoke_grant(used["grant_id"], "code_replayed", client_id=client.client_id, person_id=used.get("person_id"))
+            return None
+        ctx = AuthContext(**data["ctx"])
+        nixa.store.put(f"code-used:{key}", {"grant_id": ctx.grant_id, "person_id": ctx.person_id}, max(600, nixa.settings.code_ttl * 10))
+        if data["client_id"] != client.client_id:
+            return None  # bound to the client it was issued to
+        return StoredCode(data["client_id"], data["redirect_uri"], data["scope"], data["code_challenge"], data["code_challenge_method"], ctx)
+
+    def delete_authorization_code(self, authorization_code: StoredCode) -> None:
+        """Already gone: query_authorization_code took it atomically."""
+
+    def authenticate_user(self, authorization_code: StoredCode) -> AuthContext:
+        return authorization_code.context
+
+
+class NixaCodeChallenge(CodeChallenge):
+    # RFC 9700 §2.1.1: S256 only; `plain` is refused.
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+
+
+class NixaOpenIDCode:
+    """ID token on the code grant (and on refresh), signed by the key ring."""
+
+    def __call__(self, grant: grants.BaseGrant) -> None:
+        grant.register_hook("after_create_token_response", self.process_token)
+
+    def process_token(self, grant: grants.BaseGrant, response: tuple) -> None:
+        _, token, _ = response
+        if "openid" not in str(token.get("scope", "")).split():
+            return
+        request = grant.request
+        ctx: AuthContext = request.user
+        client: ClientModel = request.client
+        nixa = grant.server.nixa
+        is_code = request.payload.grant_type == "authorization_code"
+        token["id_token"] = nixa.tokens.issue_id_token(
+            client_id=client.client_id,
+            sub=nixa.people.subject_for(ctx.person_id, client),
+            alg=client.signing_alg,
+            nonce=ctx.nonce if is_code else None,
+            auth_time=ctx.auth_time,
+            acr=ctx.acr,
+            amr=ctx.amr,
+            sid=ctx.sid,
+            access_token=token.get("access_token"),
+        )
+        nixa.release_claims(ctx.person_id, client.client_id, ["sub", "acr", "amr", "auth_time"], "id_token")
+
+
+class NixaRefreshGrant(grants.RefreshTokenGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True  # rotation: every use returns a new refresh token
+
+    def authenticate_refresh_token(self, refresh_token: str) -> StoredRefresh | None:
+        nixa = self.server.nixa
+        found = nixa.tokens.find_refresh_token(refresh_token)
+        if found is None:
+            return None
+        row, grant = found
+        if grant is None or grant.revoked_at is not None or row.expires_at <= time.time():
+            return None
+        if row.rotated_at is not None:
+            self._reuse_detected(row, grant)
+            return None
+        if not nixa.still_valid_at_sources(grant):
+            return None
+        return StoredRefresh(row, grant)
+
+    def _reuse_detected(self, row: Any, grant: Any) -> None:
+        nixa = self.server.nixa
+        nixa.events.emit("refresh.reused", client_id=row.client_id, person_id=grant.person_id, data={"grant_id": grant.id})
+        nixa.tokens.revoke_grant(grant.id, "refresh_token_reused", client_id=row.client_id, person_id=grant.person_id)
+
+    def authenticate_user(self, refresh_token: StoredRefresh) -> AuthContext:
+        nixa = self.server.nixa
+        if not nixa.tokens.mark_rotated(refresh_token.row.token_hash):
+            # Lost a race with another use of the same token: that is reuse too.
+            self._reuse_detected(refresh_token.row, refresh_token.grant)
+            raise InvalidGrantError("The refresh token was already used.")
+        g = refresh_token.grant
+        return AuthContext(person_id=g.person_id, grant_id=g.id, sid=g.sid, auth_time=g.auth_time, acr=g.acr, amr=list(g.amr or []),
+                           methods=list(g.methods or []))
+
+    def issue_token(self, user: AuthContext, refresh_token: StoredRefresh) -> dict:
+        scope = self.request.payload.scope or refresh_token.get_scope()
+        # The new refresh token keeps the grant's original scope (a narrower request narrows
+        # only this access token).
+        token = self.generate_token(user=user, scope=scope, include_refresh_token=False)
+        token["refresh_token"] = self.server.nixa.tokens.issue_refresh_token(
+            grant_id=user.grant_id, client_id=self.request.client.client_id, scope=refresh_token.get_scope()
+        )
+        return token
+
+    def revoke_old_credential(self, refresh_token: StoredRefresh) -> None:
+        """Done atomically in authenticate_user."""
+
+
+class NixaClientCredentialsGrant(grants.ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = CONFIDENTIAL_METHODS
+
+
+# ---- client authentication: private_key_jwt ----------------------------------------------------------
+
+
+class NixaClientAssertion(JWTBearerClientAssertion):
+    """RFC 7523 §2.2 / OIDC Core §9 private_key_jwt with jti replay protection."""
+
+    def __init__(self, nixa: Any) -> None:
+        super().__init__(validate_jti=True, leeway=30)
+        self.nixa = nixa
+
+    def get_audiences(self) -> list[str]:
+        issuer = self.nixa.settings.issuer
+        return [issuer, f"{issuer}/token", f"{issuer}/par", f"{issuer}/introspect", f"{issuer}/revoke"]
+
+    def validate_jti(self, claims: dict, jti: str) -> bool:
+        if not isinstance(jti, str) or not jti or len(jti) > 256:
+            return False
+        exp = claims.get("exp")
+        ttl = max(60.0, float(exp) - time.time() + 60) if isinstance(exp, (int, float)) else 3600.0
+        return self.nixa.store.add(f"jti:{claims['sub']}:{jti}", 1, min(ttl, 86400))
+
+    def resolve_client_public_key(self, client: ClientModel) -> KeySet:
+        from authlib.oauth2.rfc6749 import InvalidClientError
+
+        # Only a client registered for private_key_jwt has keys; anything else (or an
+        # unreachable jwks_uri) is an authentication failure, not a 500.
+        if client.metadata.get("token_endpoint_auth_method") != "private_key_jwt":
+            raise InvalidClientError(description="This client does not authenticate with private_key_jwt.")
+        try:
+            return self.nixa.client_keys(client)
+        except Exception as exc:
+            raise InvalidClientError(description="The client's keys cannot be obtained.") from exc
+
+    def process_assertion_claims(self, assertion: str, resolve_key: Any) -> Any:
+        from joserfc import jwt
+        from joserfc.errors import JoseError
+
+        from authlib.oauth2.rfc6749 import InvalidClientError
+
+        # Only asymmetric algorithms: an HS256 assertion keyed with a public key is refused.
+        try:
+            token = jwt.decode(assertion, resolve_key, algorithms=["RS256", "PS256", "ES256", "EdDSA"])
+        except (JoseError, ValueError, TypeError) as exc:
+            raise InvalidClientError(description="Invalid client assertion.") from exc
+        self.verify_claims(token.claims)
+        return token.claims
