@@ -155,7 +155,9 @@ class Nixa:
 SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"content-security-policy",
-     b"frame-ancestors 'none'; default-src 'self'; img-src 'self' data:; style-src 'self'; form-action 'self' http: https:"),
+     # No form-action: Chromium applies it to the redirect after a form POST, and a native app's
+     # private-use scheme (RFC 8252 §7.1) cannot be listed in advance.
+     b"frame-ancestors 'none'; default-src 'self'; img-src 'self' data:; style-src 'self'"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
 ]
