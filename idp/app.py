@@ -214,6 +214,19 @@ def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) ->
             headers["WWW-Authenticate"] = 'Basic realm="nixa"'  # RFC 6749 §5.2
         return JSONResponse({"error": exc.error, "error_description": exc.description}, status_code=exc.status, headers=headers)
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # A bug, not bad input (bad input is answered before this). The person gets a page in
+        # their language, an API caller an OAuth `server_error`; the details go to the log only.
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        api = request.url.path in ("/token", "/introspect", "/revoke", "/par", "/userinfo") or request.url.path.startswith("/.well-known")
+        if api:
+            return JSONResponse({"error": "server_error", "error_description": "The server could not answer; try again"},
+                                status_code=500, headers={"Cache-Control": "no-store"})
+        from idp.login.pages import message, translator
+
+        return message(request, translator(request), "error_internal", 500)
+
     @app.get("/health")
     def health() -> dict:
         return {"status": "ok", "store": nixa.store.ping()}
