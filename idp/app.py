@@ -50,7 +50,8 @@ class Nixa:
         self.keys.ensure()
         self.clients = ClientRegistry(self.db, SecretHasher(self.master.derive("client-secret")))
         self.people = People(self.db, self.events, self.master.derive("pairwise-subject"), clock)
-        self.tokens = TokenService(settings, self.db, self.store, self.keys, self.events, clock)
+        self.tokens = TokenService(settings, self.db, self.store, self.keys, self.events, clock,
+                                   person_key=self.master.derive("access-token-person"))
         self.connectors = ConnectorRegistry(self.db, self.store, settings.issuer, clock)
         self.scopes_supported = STANDARD_SCOPES
         self.csrf_key = self.master.derive("csrf")

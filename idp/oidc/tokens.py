@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from joserfc.errors import JoseError
 from sqlalchemy import select, update
 
@@ -45,14 +46,11 @@ class InvalidToken(Exception):
 @dataclass(frozen=True)
 class AccessTokenInfo:
     claims: dict[str, Any]
+    person_id: str | None = None
 
     @property
     def scope(self) -> set[str]:
         return set(str(self.claims.get("scope", "")).split())
-
-    @property
-    def person_id(self) -> str | None:
-        return self.claims.get("nixa_pid")
 
     @property
     def grant_id(self) -> str | None:
@@ -72,12 +70,18 @@ class TokenService:
         keys: KeyRing,
         events: Events,
         clock: Callable[[], float] = time.time,
+        person_key: bytes | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.store = store
         self.keys = keys
         self.events = events
+        # JWT access tokens are readable by clients: the person reference in them is sealed
+        # (AES-GCM, bound to the token's jti), so two agencies cannot correlate their users by it.
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        self._person_seal = AESGCM(person_key or secrets.token_bytes(32))
         self.clock = clock
 
     # ---- grants ----------------------------------------------------------------------
@@ -125,8 +129,9 @@ class TokenService:
         if grant_id:
             claims["gid"] = grant_id
         if person_id:
-            # Internal person reference for userinfo; opaque and useless outside NIXA.
-            claims["nixa_pid"] = person_id
+            nonce = secrets.token_bytes(12)
+            sealed = nonce + self._person_seal.encrypt(nonce, person_id.encode(), claims["jti"].encode())
+            claims["nixa_ref"] = base64.urlsafe_b64encode(sealed).decode().rstrip("=")
         if auth_time is not None:
             claims["auth_time"] = int(auth_time)
         if acr:
@@ -155,7 +160,17 @@ class TokenService:
         markers = [f"revoked:jti:{claims.get('jti')}"] + ([f"revoked:grant:{claims['gid']}"] if claims.get("gid") else [])
         if any(v is not None for v in self.store.get_many(markers)):
             raise InvalidToken("The access token was revoked")
-        return AccessTokenInfo(claims)
+        return AccessTokenInfo(claims, self._unseal_person(claims))
+
+    def _unseal_person(self, claims: dict[str, Any]) -> str | None:
+        ref = claims.get("nixa_ref")
+        if not isinstance(ref, str):
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(ref + "=" * (-len(ref) % 4))
+            return self._person_seal.decrypt(raw[:12], raw[12:], str(claims.get("jti", "")).encode()).decode()
+        except (ValueError, InvalidTag):
+            raise InvalidToken() from None
 
     def revoke_access_token(self, claims: dict[str, Any]) -> None:
         left = max(1.0, float(claims.get("exp", 0)) - self.clock())

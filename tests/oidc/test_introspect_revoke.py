@@ -26,7 +26,7 @@ def test_active_for_own_access_and_refresh_token(http, issued):
     assert body["active"] is True and body["client_id"] == client.client_id
     assert body["iss"] == "http://testserver" and body["exp"] > body["iat"]
     assert "openid" in body["scope"].split() and body["sub"]
-    assert "nixa_pid" not in body
+    assert "nixa_ref" not in body and "gid" not in body
     r = introspect(http, client, tokens["refresh_token"], token_type_hint="refresh_token")
     assert r.json()["active"] is True and r.json()["token_type"] == "refresh_token"
 

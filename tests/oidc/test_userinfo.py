@@ -138,3 +138,26 @@ def test_national_id_only_for_authorised_clients(nixa, browser, http):
     auth = tokens_for(nixa, browser, http, ask, citizen=citizen, nixa_national_id_authorized=True, **md)
     body = http.get("/userinfo", headers={"Authorization": f"Bearer {auth['access_token']}"}).json()
     assert body.get("national_id") == nid
+
+
+def test_access_tokens_carry_no_correlatable_person_reference(nixa, browser, http):  # noqa: ANN001
+    """A JWT access token is readable by the client: nothing in it may identify the person
+    across agencies (pairwise sub only; the internal reference is sealed per token)."""
+    import json
+
+    from joserfc import jwt as jose_jwt
+
+    from tests.conftest import code_flow, make_citizen, register_client
+
+    citizen = make_citizen(nixa)
+    a = register_client(nixa, redirect_uri="https://thue.example.vn/cb", nixa_first_party=True)
+    b = register_client(nixa, redirect_uri="https://bhxh.example.vn/cb", nixa_first_party=True)
+    tok_a = code_flow(browser, http, a, citizen)["access_token"]
+    tok_b = code_flow(browser, http, b, citizen)["access_token"]
+    claims_a = jose_jwt.decode(tok_a, nixa.keys._view().verify_set).claims
+    claims_b = jose_jwt.decode(tok_b, nixa.keys._view().verify_set).claims
+    shared = {k for k in claims_a if k in claims_b and claims_a[k] == claims_b[k]}
+    assert shared <= {"iss", "aud", "scope", "iat", "exp", "auth_time", "acr", "amr"}, shared
+    assert citizen.person_id not in json.dumps(claims_a) + json.dumps(claims_b)
+    for token in (tok_a, tok_b):  # and UserInfo still finds the person
+        assert http.get("/userinfo", headers={"Authorization": f"Bearer {token}"}).json()["email"].startswith(citizen.username)
