@@ -82,6 +82,12 @@ class People:
         mac = hmac.new(self._pairwise_key, f"{sector}\x00{person_id}".encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac[:24]).decode()
 
+    def client_sid(self, sid: str, client_id: str) -> str:
+        """The SSO session's id as one client sees it (ID token `sid`, logout tokens): stable for
+        that client, different for every other, so agencies cannot join their users by session."""
+        mac = hmac.new(self._pairwise_key, f"sid\x00{client_id}\x00{sid}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac[:18]).decode()
+
     def subject_for(self, person_id: str, client: Any) -> str:
         if client.metadata.get("subject_type") == "public" and client.may_receive_national_id:
             return person_id

@@ -294,7 +294,7 @@ def _logout_request(request: Request, nixa: Any, t: Any, params: dict[str, str])
     bid, new_browser = ensure_browser_id(request)
     handle = secrets.token_urlsafe(18)
     nixa.store.put(f"logout:{handle}", {"target": target, "state": params.get("state"), "client_id": client_id, "browser": bid}, 600)
-    if session is None or (hint is not None and hint.get("sid") == session.sid):
+    if session is None or (hint is not None and client_id and hint.get("sid") == nixa.people.client_sid(session.sid, client_id)):
         # Nothing to confirm: no session, or the hint proves the request comes from this session's app.
         return _do_logout(request, nixa, t, handle, bid)
     response = render(request, "logout.html", t, csrf=csrf_token(nixa.csrf_key, bid, "logout:" + handle), logout_request=handle)

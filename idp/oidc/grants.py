@@ -102,7 +102,7 @@ class NixaOpenIDCode:
             auth_time=ctx.auth_time,
             acr=ctx.acr,
             amr=ctx.amr,
-            sid=ctx.sid,
+            sid=nixa.people.client_sid(ctx.sid, client.client_id) if ctx.sid else None,
             access_token=token.get("access_token"),
         )
         nixa.release_claims(ctx.person_id, client.client_id, ["sub", "acr", "amr", "auth_time"], "id_token")

@@ -152,8 +152,11 @@ def test_access_tokens_carry_no_correlatable_person_reference(nixa, browser, htt
     citizen = make_citizen(nixa)
     a = register_client(nixa, redirect_uri="https://thue.example.vn/cb", nixa_first_party=True)
     b = register_client(nixa, redirect_uri="https://bhxh.example.vn/cb", nixa_first_party=True)
-    tok_a = code_flow(browser, http, a, citizen)["access_token"]
-    tok_b = code_flow(browser, http, b, citizen)["access_token"]
+    flow_a, flow_b = code_flow(browser, http, a, citizen), code_flow(browser, http, b, citizen)
+    tok_a, tok_b = flow_a["access_token"], flow_b["access_token"]
+    id_a = jose_jwt.decode(flow_a["id_token"], nixa.keys._view().verify_set).claims
+    id_b = jose_jwt.decode(flow_b["id_token"], nixa.keys._view().verify_set).claims
+    assert id_a["sid"] != id_b["sid"] and id_a["sub"] != id_b["sub"]  # one SSO session, nothing to join on
     claims_a = jose_jwt.decode(tok_a, nixa.keys._view().verify_set).claims
     claims_b = jose_jwt.decode(tok_b, nixa.keys._view().verify_set).claims
     shared = {k for k in claims_a if k in claims_b and claims_a[k] == claims_b[k]}
