@@ -54,11 +54,19 @@ class Sessions:
         if not cookie_value or len(cookie_value) > 128:
             return None
         data = self.store.get(f"sso:{_h(cookie_value)}")
-        return SsoSession(**data) if data else None
+        if not data:
+            return None
+        session = SsoSession(**data)
+        if session.created_at + self.ttl <= self.clock():
+            return None  # absolute lifetime: activity does not stretch a session forever
+        return session
 
     def save(self, cookie_value: str, session: SsoSession) -> None:
-        self.store.put(f"sso:{_h(cookie_value)}", asdict(session), self.ttl)
-        self.store.put(f"sid:{session.sid}", {"cookie_hash": _h(cookie_value), "person_id": session.person_id}, self.ttl)
+        left = session.created_at + self.ttl - self.clock()
+        if left <= 0:
+            return
+        self.store.put(f"sso:{_h(cookie_value)}", asdict(session), left)
+        self.store.put(f"sid:{session.sid}", {"cookie_hash": _h(cookie_value), "person_id": session.person_id}, left)
 
     def establish(self, cookie_value: str | None, *, person_id: str, loa: int, amr: list[str], method: str) -> tuple[str, SsoSession]:
         """After a successful authentication: step up the current session when it is the same
