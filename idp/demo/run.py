@@ -164,7 +164,9 @@ def seed(nixa: Any, var: Path, info: dict[str, Any], keys: dict[str, str]) -> di
                    loa="substantial", display_name_vi="Đăng nhập qua nhà mạng di động (Mobile Connect)",
                    display_name_en="Mobile operator sign-in (Mobile Connect)", position=20)
     pki = info["pki"]
-    reg.upsert("certificate", "certificate", {"trust_anchors": [str(pki.trust_anchor_path)], "trusted_proxies": ["127.0.0.1/32"]},
+    # No trusted proxy in the demo: nothing terminates mTLS in front of it, and a proxy address
+    # of 127.0.0.1 would let any local caller assert a certificate by header.
+    reg.upsert("certificate", "certificate", {"trust_anchors": [str(pki.trust_anchor_path)], "intermediate_certs": [str(pki.dir / "ca.pem")]},
                loa="high", display_name_vi="Chứng thư số (chữ ký số trên USB token)", display_name_en="Digital-signature certificate (USB token)",
                position=5)
     if "ldap" in info:

@@ -58,7 +58,8 @@ def federation(nixa, tmp_path_factory) -> Iterator[dict]:  # noqa: ANN001
                                         "scopes": ["openid", "phone"], "acr_values": ["2"], "login_hint_format": "MSISDN:{msisdn}",
                                         "verified_claims": ["phone_number"]}, loa="substantial", display_name_vi="Nhà mạng",
                    display_name_en="Operator")
-        reg.upsert("certificate", "certificate", {"trust_anchors": [str(pki.trust_anchor_path)], "trusted_proxies": ["10.9.8.7/32"]},
+        reg.upsert("certificate", "certificate", {"trust_anchors": [str(pki.trust_anchor_path)], "trusted_proxies": ["10.9.8.7/32"],
+                                                  "intermediate_certs": [str(pki.dir / "ca.pem")]},
                    loa="high", display_name_vi="Chứng thư số", display_name_en="Certificate")
         try:
             yield {"registry": registry, "sms": sms, "ca": ca, "operator": operator, "pki": pki, "callback": callback,
@@ -347,3 +348,22 @@ def test_refresh_rechecks_the_staff_account_at_the_directory(nixa, federation, a
     finally:
         admin.modify(dn, {"pwdAccountLockedTime": [(ldap3.MODIFY_DELETE, [])]})
         admin.unbind()
+
+
+def test_mtls_certificate_from_the_trusted_proxy_signs_in_at_high(nixa, federation, app, http):  # noqa: ANN001
+    """nginx terminates mTLS and forwards `$ssl_client_escaped_cert`; NIXA believes the header
+    only from the configured proxy address (10.9.8.7 in this fixture)."""
+    from urllib.parse import quote
+
+    from starlette.testclient import TestClient
+
+    portal = register_client(nixa, nixa_first_party=True)
+    pem = (Path(federation["pki"].dir) / "citizens" / "an.pem").read_text()
+    with TestClient(app, base_url="http://testserver", follow_redirects=False, client=("10.9.8.7", 44321)) as b:
+        r, _, verifier = authorize(b, portal, acr_values="urn:nixa:loa:high")
+        page = b.get(r.headers["location"]).text
+        r = b.post(form_action(page, "/certificate/certificate"), data={"csrf": hidden(page, "csrf")},
+                   headers={"x-ssl-client-cert": quote(pem)})
+        assert r.status_code == 303, (r.status_code, r.text[r.text.find("role=\"alert\""):][:300])
+        claims = _redeem(http, portal, r.headers["location"], verifier)
+    assert claims["acr"] == "urn:nixa:loa:high"
