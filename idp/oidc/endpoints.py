@@ -110,14 +110,24 @@ def discovery_document(nixa: Any) -> dict:
 CACHE_PUBLIC = {"Cache-Control": "public, max-age=300"}
 
 
+def _discovery_response(nixa: Any) -> Response:
+    # Built once per worker: the document depends only on settings.
+    body = getattr(nixa, "_discovery_body", None)
+    if body is None:
+        import json
+
+        body = nixa._discovery_body = json.dumps(discovery_document(nixa)).encode()
+    return Response(body, media_type="application/json", headers=CACHE_PUBLIC)
+
+
 @router.get("/.well-known/openid-configuration")
-def openid_configuration(nixa: NixaDep) -> Response:
-    return JSONResponse(discovery_document(nixa), headers=CACHE_PUBLIC)
+async def openid_configuration(nixa: NixaDep) -> Response:
+    return _discovery_response(nixa)
 
 
 @router.get("/.well-known/oauth-authorization-server")
-def oauth_metadata(nixa: NixaDep) -> Response:
-    return JSONResponse(discovery_document(nixa), headers=CACHE_PUBLIC)
+async def oauth_metadata(nixa: NixaDep) -> Response:
+    return _discovery_response(nixa)
 
 
 @router.get("/jwks")
