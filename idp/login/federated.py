@@ -137,7 +137,7 @@ def _entry(nixa: Any, connector_id: str) -> Any:
 
 
 async def _post(request: Request, rid: str) -> tuple[Any, Any, Any, dict[str, str] | None, Response | None]:
-    nixa, pending, t = _load(request, rid)
+    nixa, pending, t = await run_in_threadpool(_load, request, rid)
     try:
         form = await _form(request)
     except BadRequest as exc:

@@ -56,13 +56,18 @@ async def _authorize(request: Request, method: str) -> Response:
             params = await read_form(request, max_body=nixa.settings.max_body_bytes, max_length=nixa.settings.max_param_length)
     except BadRequest as exc:
         return message(request, t, "error_bad_request", exc.status, detail=exc.description)
+    return await run_in_threadpool(_authorize_request, request, nixa, params)
+
+
+def _authorize_request(request: Request, nixa: Any, params: dict[str, str]) -> Response:
+    # In the threadpool: the store and the audit log may be network calls (Redis, PostgreSQL).
     t = translator(request, params.get("ui_locales"))
     bid, new_browser = ensure_browser_id(request)
     session = sessions(nixa).load(session_cookie(request))
     try:
-        kind, value = await run_in_threadpool(flow.begin, nixa, params, bid, session)
+        kind, value = flow.begin(nixa, params, bid, session)
         if kind == "finish":
-            kind, value = "redirect", await run_in_threadpool(_finish, nixa, value, bid, session_cookie(request), session)
+            kind, value = "redirect", _finish(nixa, value, bid, session_cookie(request), session)
     except flow.PageError as err:
         nixa.events.emit("request.rejected", client_id=params.get("client_id", "")[:128] or None, ip=client_ip(request, nixa),
                          data={"reason": err.code})
@@ -159,7 +164,7 @@ def signed_in(request: Request, nixa: Any, pending: flow.Pending, t: Any, *, per
 
 @router.post("/interaction/{rid}/local")
 async def local_login(request: Request, rid: str) -> Response:
-    nixa, pending, t = _load(request, rid)
+    nixa, pending, t = await run_in_threadpool(_load, request, rid)
     try:
         form = await _form(request)
     except BadRequest as exc:
@@ -188,7 +193,7 @@ def _local_login(request: Request, nixa: Any, pending: flow.Pending | None, t: A
 
 @router.post("/interaction/{rid}/consent")
 async def consent(request: Request, rid: str) -> Response:
-    nixa, pending, t = _load(request, rid)
+    nixa, pending, t = await run_in_threadpool(_load, request, rid)
     try:
         form = await _form(request)
     except BadRequest as exc:
@@ -216,7 +221,7 @@ def _consent(request: Request, nixa: Any, pending: flow.Pending | None, t: Any, 
 
 @router.post("/interaction/{rid}/cancel")
 async def cancel(request: Request, rid: str) -> Response:
-    nixa, pending, t = _load(request, rid)
+    nixa, pending, t = await run_in_threadpool(_load, request, rid)
     try:
         form = await _form(request)
     except BadRequest as exc:
@@ -311,6 +316,10 @@ async def logout_confirm(request: Request) -> Response:
         form = await _form(request)
     except BadRequest as exc:
         return message(request, t, "error_bad_request", exc.status, detail=exc.description)
+    return await run_in_threadpool(_logout_decision, request, nixa, t, form)
+
+
+def _logout_decision(request: Request, nixa: Any, t: Any, form: dict[str, str]) -> Response:
     handle = form.get("logout_request", "")
     bid = browser_id(request)
     if not check_csrf(nixa.csrf_key, bid, "logout:" + handle, form.get("csrf")):
@@ -319,7 +328,7 @@ async def logout_confirm(request: Request) -> Response:
         data = nixa.store.take(f"logout:{handle}") or {}
         return message(request, t, "logout_no", 200, is_error=False, title_key="logout_title",
                        back_url=_with_state(data.get("target"), data.get("state")))
-    return await run_in_threadpool(_do_logout, request, nixa, t, handle, bid)
+    return _do_logout(request, nixa, t, handle, bid)
 
 
 def _with_state(target: str | None, state: str | None) -> str | None:
