@@ -152,10 +152,10 @@ class People:
                 if name in attrs:
                     value = attrs[name].value
                     out[name] = {"formatted": value} if name == "address" and isinstance(value, str) else value
-        if "phone_number" in out and "phone_number_verified" not in out:
-            out["phone_number_verified"] = True  # only verified attributes are ever stored
-        if "email" in out and "email_verified" not in out:
-            out["email_verified"] = True
+        # Sources store only what they verified; local (test/demo) accounts are self-asserted.
+        for name in ("phone_number", "email"):
+            if name in out and f"{name}_verified" not in out:
+                out[f"{name}_verified"] = attrs[name].source != "local"
         return out
 
     def verified_claims(self, person_id: str, scopes: set[str], *, national_id_allowed: bool) -> list[dict[str, Any]]:

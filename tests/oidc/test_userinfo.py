@@ -99,7 +99,7 @@ def test_scope_to_claims_mapping(nixa, browser, http, scope):
     if scope == "address":
         assert isinstance(body["address"], dict) and body["address"]["formatted"]
     if scope == "email":
-        assert body["email_verified"] is True
+        assert body["email_verified"] is False  # a local test account's email is self-asserted
 
 
 def test_openid_only_gives_sub_only(nixa, browser, http):
