@@ -16,10 +16,12 @@ keys_app = typer.Typer(help="Signing keys: list, rotate, prune", no_args_is_help
 clients_app = typer.Typer(help="Relying parties (OpenID Connect clients)", no_args_is_help=True)
 users_app = typer.Typer(help="Local accounts for the demo and tests", no_args_is_help=True)
 connectors_app = typer.Typer(help="Identity-source connectors", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit trail", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(clients_app, name="clients")
 app.add_typer(users_app, name="users")
 app.add_typer(connectors_app, name="connectors")
+app.add_typer(audit_app, name="audit")
 
 
 def _mount_optional(module: str, name: str, help_text: str) -> None:
@@ -244,6 +246,40 @@ def connectors_set(connector_id: str, type_name: str, config_file: Path, loa: st
         raise typer.Exit(2) from exc
     nixa.events.emit("connector.changed", data={"connector": connector_id, "version": version})
     typer.echo(f"{connector_id}: version {version}")
+
+
+# ---- audit ---------------------------------------------------------------------------------------
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the hash chain; exit 1 and name the first broken row if anything was altered."""
+    ok, broken = _nixa().audit.verify_chain()
+    if ok:
+        typer.echo("audit chain intact")
+        return
+    typer.echo(f"nixa: audit chain broken at event {broken}", err=True)
+    raise typer.Exit(1)
+
+
+@audit_app.command("tail")
+def audit_tail(count: int = typer.Option(20, "-n", min=1, max=10_000), type_prefix: str = typer.Option("", "--type")) -> None:
+    """The latest events, oldest first (time, type, person, client, data)."""
+    import datetime as dt
+
+    from sqlalchemy import select
+
+    from idp.store.models import AuditEvent
+
+    nixa = _nixa()
+    with nixa.db.session() as s:
+        q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(count)
+        if type_prefix:
+            q = q.where(AuditEvent.type.startswith(type_prefix))
+        rows = list(reversed(s.scalars(q).all()))
+    for r in rows:
+        at = dt.datetime.fromtimestamp(r.at, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        typer.echo(f"{r.id:>8} {at} {r.type:20} {r.person_id or '-':32} {r.client_id or '-':24} {json.dumps(r.data, ensure_ascii=False)}")
 
 
 if __name__ == "__main__":

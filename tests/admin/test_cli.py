@@ -209,3 +209,25 @@ def test_connectors_set_refuses_a_configuration_the_connector_rejects(run, tmp_p
     out = run("connectors", "set", "ldap-bad", "ldap", bad)
     assert out.exit_code == 2 and "no_such_key" in out.stderr
     assert "ldap-bad" not in run("connectors", "list").stdout
+
+
+def test_audit_verify_and_tail(run, nixa):  # noqa: ANN001
+    from sqlalchemy import select, update
+
+    from idp.store.models import AuditEvent
+
+    nixa.events.emit("admin.changed", data={"test": "audit-cli"})
+    assert run("audit", "verify").exit_code == 0
+    tail = run("audit", "tail", "-n", "5", "--type", "admin.")
+    assert "audit-cli" in tail.stdout
+    with nixa.db.session() as s:
+        last = s.scalar(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(1))
+        original = dict(last.data)
+        s.execute(update(AuditEvent).where(AuditEvent.id == last.id).values(data={"test": "tampered"}))
+    try:
+        broken = run("audit", "verify")
+        assert broken.exit_code == 1 and str(last.id) in broken.stderr
+    finally:
+        with nixa.db.session() as s:
+            s.execute(update(AuditEvent).where(AuditEvent.id == last.id).values(data=original))
+    assert run("audit", "verify").exit_code == 0
