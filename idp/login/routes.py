@@ -36,32 +36,27 @@ def sessions(nixa: Any) -> Sessions:
 # ---- /authorize ---------------------------------------------------------------------------------
 
 
-@router.get("/authorize")
-async def authorize_get(request: Request) -> Response:
-    return await _authorize(request, "GET")
-
-
-@router.post("/authorize")
-async def authorize_post(request: Request) -> Response:
-    return await _authorize(request, "POST")
-
-
-async def _authorize(request: Request, method: str) -> Response:
+async def _protocol_request(request: Request, handler: Any) -> Response:
+    """/authorize and /logout take their parameters by GET (query) or POST (form), as OIDC
+    allows; both are parsed strictly, then the handler runs in the threadpool."""
     nixa = nixa_of(request)
-    t = translator(request)
     try:
-        if method == "GET":
+        if request.method == "GET":
             params = read_query(request, max_length=nixa.settings.max_param_length)
         else:
             params = await read_form(request, max_body=nixa.settings.max_body_bytes, max_length=nixa.settings.max_param_length)
     except BadRequest as exc:
-        return message(request, t, "error_bad_request", exc.status, detail=exc.description)
-    return await run_in_threadpool(_authorize_request, request, nixa, params)
+        return message(request, translator(request), "error_bad_request", exc.status, detail=exc.description)
+    return await run_in_threadpool(handler, request, nixa, translator(request, params.get("ui_locales")), params)
 
 
-def _authorize_request(request: Request, nixa: Any, params: dict[str, str]) -> Response:
+@router.api_route("/authorize", methods=["GET", "POST"])
+async def authorize(request: Request) -> Response:
+    return await _protocol_request(request, _authorize_request)
+
+
+def _authorize_request(request: Request, nixa: Any, t: Any, params: dict[str, str]) -> Response:
     # In the threadpool: the store and the audit log may be network calls (Redis, PostgreSQL).
-    t = translator(request, params.get("ui_locales"))
     bid, new_browser = ensure_browser_id(request)
     session = sessions(nixa).load(session_cookie(request))
     try:
@@ -250,28 +245,9 @@ def home(request: Request) -> Response:
 # ---- RP-Initiated Logout 1.0 --------------------------------------------------------------------
 
 
-@router.get("/logout")
-async def logout_get(request: Request) -> Response:
-    return await _logout(request, "GET")
-
-
-@router.post("/logout")
-async def logout_post(request: Request) -> Response:
-    return await _logout(request, "POST")
-
-
-async def _logout(request: Request, method: str) -> Response:
-    nixa = nixa_of(request)
-    t = translator(request)
-    try:
-        if method == "GET":
-            params = read_query(request, max_length=nixa.settings.max_param_length)
-        else:
-            params = await read_form(request, max_body=nixa.settings.max_body_bytes, max_length=nixa.settings.max_param_length)
-    except BadRequest as exc:
-        return message(request, t, "error_bad_request", exc.status, detail=exc.description)
-    t = translator(request, params.get("ui_locales"))
-    return await run_in_threadpool(_logout_request, request, nixa, t, params)
+@router.api_route("/logout", methods=["GET", "POST"])
+async def logout(request: Request) -> Response:
+    return await _protocol_request(request, _logout_request)
 
 
 def _logout_request(request: Request, nixa: Any, t: Any, params: dict[str, str]) -> Response:
