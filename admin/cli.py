@@ -52,6 +52,23 @@ def _nixa(settings: Settings | None = None):  # noqa: ANN202
     return Nixa(settings or Settings())
 
 
+@app.command("config")
+def config_reference(markdown: bool = typer.Option(False, "--markdown", help="A Markdown table for the docs")) -> None:
+    """Every setting with its environment variable, default and meaning (from idp/settings.py)."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.default if field.default_factory is None else field.default_factory()
+        shown = "(empty)" if default in ("", None, []) else str(default).lower() if isinstance(default, bool) else str(default)
+        rows.append((f"NIXA_{name.upper()}", shown, field.description or ""))
+    if markdown:
+        typer.echo("| variable | default | meaning |\n| --- | --- | --- |")
+        for var, default, doc in rows:
+            typer.echo(f"| `{var}` | `{default}` | {doc} |")
+        return
+    for var, default, doc in rows:
+        typer.echo(f"{var:30} {default:28} {doc}")
+
+
 @app.command()
 def migrate() -> None:
     """Bring the database schema to this version (Alembic upgrade head)."""

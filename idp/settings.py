@@ -35,7 +35,8 @@ class Settings(BaseSettings):
 
     default_signing_alg: str = Field("ES256", description="ID token / access token alg when a client names none.")
     cookie_secure: bool | None = Field(None, description="Secure cookies; default: on when the issuer is https.")
-    trusted_proxies: list[str] = Field(default_factory=list, description="Addresses whose X-Forwarded-* and client-certificate headers are believed.")
+    trusted_proxies: list[str] = Field(default_factory=list, description="Addresses whose X-Forwarded-For is believed (the certificate connector has its own list).")
+    local_accounts: bool = Field(True, description="Offer NIXA's own username/password accounts (level low; demo and test accounts).")
 
     max_param_length: int = Field(4096, description="Longest accepted value of any one protocol parameter.")
     max_body_bytes: int = Field(64 * 1024, description="Largest accepted request body.")

@@ -73,7 +73,7 @@ def available_methods(nixa: Any, pending: Any, t: Any, csrf: str) -> list[dict]:
     proofing = bool(pending.proofing)
     required = int(LevelOfAssurance.LOW) if proofing else pending.required_loa
     methods: list[dict] = []
-    if not proofing and getattr(nixa.settings, "local_accounts", True) and required <= LevelOfAssurance.LOW:
+    if not proofing and nixa.settings.local_accounts and required <= LevelOfAssurance.LOW:
         methods.append({
             "id": "local", "kind": "form", "loa": int(LevelOfAssurance.LOW), "label": t("method_local"),
             "action": f"/interaction/{pending.rid}/local",

@@ -231,3 +231,11 @@ def test_audit_verify_and_tail(run, nixa):  # noqa: ANN001
         with nixa.db.session() as s:
             s.execute(update(AuditEvent).where(AuditEvent.id == last.id).values(data=original))
     assert run("audit", "verify").exit_code == 0
+
+
+def test_readme_configuration_reference_is_the_generated_one(run):  # noqa: ANN001
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- config:start", 1)[1].split("-->", 1)[1].split("<!-- config:end -->", 1)[0]
+    assert block.strip() == run("config", "--markdown").stdout.strip()
