@@ -12,7 +12,7 @@ from connectors.telecom.connector import TelecomSmsConnector
 from idp.store.ephemeral import MemoryStore
 from tests.connectors.clock import ManualClock
 from tests.connectors.population.support import REGISTRY_API_KEY, SiblingConnectors, start_registry
-from tests.connectors.sandboxes import Sandbox, running_sandbox
+from tests.connectors.sandboxes import Sandbox
 from tests.connectors.telecom.outbox import TELECOM_API_KEY
 
 
@@ -27,22 +27,6 @@ def registry_sandbox(registry_db: Path) -> Iterator[Sandbox]:
         yield sandbox
 
 
-@pytest.fixture(scope="session")
-def sms_operator() -> Iterator[Sandbox]:
-    with running_sandbox("connectors.telecom.sandbox", "--api-key", TELECOM_API_KEY) as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def store(clock: ManualClock) -> MemoryStore:
-    return MemoryStore(clock)
-
-
 @pytest.fixture
 def siblings() -> SiblingConnectors:
     return SiblingConnectors()
@@ -50,9 +34,9 @@ def siblings() -> SiblingConnectors:
 
 @pytest.fixture
 def telecom(
-    store: MemoryStore, clock: ManualClock, sms_operator: Sandbox, siblings: SiblingConnectors
+    store: MemoryStore, clock: ManualClock, telecom_sandbox: Sandbox, siblings: SiblingConnectors
 ) -> Iterator[TelecomSmsConnector]:
-    config = {"base_url": sms_operator.base_url, "api_key": TELECOM_API_KEY}
+    config = {"base_url": telecom_sandbox.base_url, "api_key": TELECOM_API_KEY}
     connector = TelecomSmsConnector(ConnectorContext("telecom", config, store, clock, registry=siblings))
     siblings.add(connector)
     yield connector

@@ -26,13 +26,13 @@ def form(citizen) -> dict[str, str]:
     return {"pin": citizen.pin, "full_name": citizen.full_name, "date_of_birth": citizen.date_of_birth}
 
 
-def test_code_to_the_phone_on_record_gives_substantial(make_registry: Make, sms_operator: Sandbox, clock: ManualClock) -> None:
+def test_code_to_the_phone_on_record_gives_substantial(make_registry: Make, telecom_sandbox: Sandbox, clock: ManualClock) -> None:
     connector = make_registry()
     challenge = connector.start(form(DEMO_CITIZEN))
     assert challenge.masked_destination == "091****678"
     assert challenge.ttl == 300 and challenge.resend_after == 30
     assert challenge.state["pin"] == DEMO_CITIZEN.pin
-    code = latest_code(sms_operator.base_url, DEMO_PHONE_E164)
+    code = latest_code(telecom_sandbox.base_url, DEMO_PHONE_E164)
     assert code not in repr(dict(challenge.state))
 
     assertion = connector.verify(challenge.state, code)
@@ -50,34 +50,34 @@ def test_code_to_the_phone_on_record_gives_substantial(make_registry: Make, sms_
     assert assertion.authenticated_at == clock.now
 
 
-def test_phone_on_record_in_international_form(make_registry: Make, sms_operator: Sandbox) -> None:
+def test_phone_on_record_in_international_form(make_registry: Make, telecom_sandbox: Sandbox) -> None:
     connector = make_registry()
     challenge = connector.start(form(DEMO_CITIZEN_2))
     assert challenge.masked_destination == "035****012"
-    assertion = connector.verify(challenge.state, latest_code(sms_operator.base_url, "0356789012"))
+    assertion = connector.verify(challenge.state, latest_code(telecom_sandbox.base_url, "0356789012"))
     assert assertion.value("phone_number") == "+84356789012"
 
 
-def test_replayed_and_expired_codes(make_registry: Make, sms_operator: Sandbox, clock: ManualClock) -> None:
+def test_replayed_and_expired_codes(make_registry: Make, telecom_sandbox: Sandbox, clock: ManualClock) -> None:
     connector = make_registry()
     challenge = connector.start(form(DEMO_CITIZEN))
-    code = latest_code(sms_operator.base_url, DEMO_PHONE_E164)
+    code = latest_code(telecom_sandbox.base_url, DEMO_PHONE_E164)
     connector.verify(challenge.state, code)
     with pytest.raises(ChallengeExpired):
         connector.verify(challenge.state, code)
 
     clock.advance(31)  # past the resend throttle
     challenge = connector.start(form(DEMO_CITIZEN))
-    code = latest_code(sms_operator.base_url, DEMO_PHONE_E164)
+    code = latest_code(telecom_sandbox.base_url, DEMO_PHONE_E164)
     clock.advance(301)
     with pytest.raises(ChallengeExpired):
         connector.verify(challenge.state, code)
 
 
-def test_five_wrong_codes_end_it(make_registry: Make, sms_operator: Sandbox) -> None:
+def test_five_wrong_codes_end_it(make_registry: Make, telecom_sandbox: Sandbox) -> None:
     connector = make_registry()
     challenge = connector.start(form(DEMO_CITIZEN))
-    code = latest_code(sms_operator.base_url, DEMO_PHONE_E164)
+    code = latest_code(telecom_sandbox.base_url, DEMO_PHONE_E164)
     for _ in range(5):
         with pytest.raises(InvalidCredentials):
             connector.verify(challenge.state, wrong_code(code))
@@ -85,24 +85,24 @@ def test_five_wrong_codes_end_it(make_registry: Make, sms_operator: Sandbox) -> 
         connector.verify(challenge.state, code)
 
 
-def test_the_code_vouches_for_one_person_only(make_registry: Make, sms_operator: Sandbox) -> None:
+def test_the_code_vouches_for_one_person_only(make_registry: Make, telecom_sandbox: Sandbox) -> None:
     connector = make_registry()
     challenge = connector.start(form(DEMO_CITIZEN))
-    code = latest_code(sms_operator.base_url, DEMO_PHONE_E164)
+    code = latest_code(telecom_sandbox.base_url, DEMO_PHONE_E164)
     with pytest.raises(ChallengeExpired):
         connector.verify({**challenge.state, "pin": DEMO_CITIZEN_2.pin}, code)
 
 
 def test_a_telecom_sign_in_challenge_is_not_a_registry_one(
-    make_registry: Make, telecom: TelecomSmsConnector, sms_operator: Sandbox
+    make_registry: Make, telecom: TelecomSmsConnector, telecom_sandbox: Sandbox
 ) -> None:
     challenge = telecom.start({"phone": "0912345678"})
-    code = latest_code(sms_operator.base_url, DEMO_PHONE_E164)
+    code = latest_code(telecom_sandbox.base_url, DEMO_PHONE_E164)
     with pytest.raises(ChallengeExpired):
         make_registry().verify({**challenge.state, "pin": DEMO_CITIZEN.pin}, code)
 
 
-def test_resend_is_throttled(make_registry: Make, sms_operator: Sandbox) -> None:
+def test_resend_is_throttled(make_registry: Make, telecom_sandbox: Sandbox) -> None:
     connector = make_registry()
     connector.start(form(DEMO_CITIZEN_2))
     with pytest.raises(RateLimited) as limited:
@@ -110,14 +110,14 @@ def test_resend_is_throttled(make_registry: Make, sms_operator: Sandbox) -> None
     assert limited.value.retry_after == 30
 
 
-def test_no_code_is_sent_to_refused_people(make_registry: Make, sms_operator: Sandbox) -> None:
+def test_no_code_is_sent_to_refused_people(make_registry: Make, telecom_sandbox: Sandbox) -> None:
     connector = make_registry()
     for citizen, code in ((DEMO_DECEASED, "deceased"), (DEMO_LOCKED, "id_locked"), (DEMO_NO_PHONE, "no_phone_on_record")):
         with pytest.raises(NotAllowed) as refused:
             connector.start(form(citizen))
         assert refused.value.code == code
-    assert outbox(sms_operator.base_url, DEMO_DECEASED.phone) == []
-    assert outbox(sms_operator.base_url, DEMO_LOCKED.phone) == []
+    assert outbox(telecom_sandbox.base_url, DEMO_DECEASED.phone) == []
+    assert outbox(telecom_sandbox.base_url, DEMO_LOCKED.phone) == []
     with pytest.raises(InvalidCredentials):
         connector.start({**form(DEMO_CITIZEN), "full_name": "Nguyen Van An"})
 
@@ -128,9 +128,9 @@ def test_without_the_otp_connector_the_method_is_unavailable(make_registry: Make
         connector.start(form(DEMO_CITIZEN))
 
 
-def test_levels_are_configurable(make_registry: Make, sms_operator: Sandbox) -> None:
+def test_levels_are_configurable(make_registry: Make, telecom_sandbox: Sandbox) -> None:
     connector = make_registry(loa="urn:nixa:loa:low", challenge_loa=3)
     assert connector.login(form(DEMO_CITIZEN_2)).loa == LevelOfAssurance.LOW
     challenge = connector.start(form(DEMO_CITIZEN_2))
-    assertion = connector.verify(challenge.state, latest_code(sms_operator.base_url, "0356789012"))
+    assertion = connector.verify(challenge.state, latest_code(telecom_sandbox.base_url, "0356789012"))
     assert assertion.loa == LevelOfAssurance.HIGH

@@ -9,24 +9,8 @@ from connectors.base import ConnectorContext
 from connectors.telecom.connector import TelecomSmsConnector
 from idp.store.ephemeral import MemoryStore
 from tests.connectors.clock import ManualClock
-from tests.connectors.sandboxes import Sandbox, running_sandbox
+from tests.connectors.sandboxes import Sandbox
 from tests.connectors.telecom.outbox import TELECOM_API_KEY
-
-
-@pytest.fixture(scope="session")
-def telecom_sandbox() -> Iterator[Sandbox]:
-    with running_sandbox("connectors.telecom.sandbox", "--api-key", TELECOM_API_KEY) as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def store(clock: ManualClock) -> MemoryStore:
-    return MemoryStore(clock)
 
 
 @pytest.fixture
