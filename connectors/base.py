@@ -176,6 +176,13 @@ class NotAllowed(ConnectorError):
     code = "not_allowed"
 
 
+def config_value(config: Mapping[str, Any], key: str, default: Any) -> Any:
+    """A connector configuration value, or `default` when it is absent or empty (an admin
+    clearing a field in the console means "use the default")."""
+    value = config.get(key)
+    return default if value is None or value == "" else value
+
+
 # ---- what a connector gets from NIXA ----------------------------------------------------
 
 

@@ -40,6 +40,7 @@ from connectors.base import (
     NotAllowed,
     UpstreamUnavailable,
     VerifiedAttribute,
+    config_value,
 )
 from connectors.population.cccd import InvalidPin, normalize_pin
 from connectors.population.citizen import Citizen
@@ -77,8 +78,7 @@ class PopulationRegistryConfig:
         d = cls(base_url="", api_key="")
 
         def pick(key: str, default: Any) -> Any:
-            value = config.get(key)
-            return default if value is None or value == "" else value
+            return config_value(config, key, default)
 
         return cls(
             base_url=str(pick("base_url", "")),

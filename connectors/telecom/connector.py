@@ -42,6 +42,7 @@ from connectors.base import (
     RateLimited,
     UpstreamUnavailable,
     VerifiedAttribute,
+    config_value,
 )
 from connectors.resilience import CircuitBreaker, ResilientHttp
 from connectors.telecom.phone import InvalidPhoneNumber, mask_msisdn, normalize_msisdn
@@ -75,8 +76,7 @@ class TelecomSmsConfig:
         d = cls(base_url="", api_key="")
 
         def pick(key: str, default: Any) -> Any:
-            value = config.get(key)
-            return default if value is None or value == "" else value
+            return config_value(config, key, default)
 
         return cls(
             base_url=str(pick("base_url", "")),
