@@ -6,13 +6,9 @@ test gets fresh connectors (fresh CRL cache, fresh breakers) and a sandbox with 
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,22 +18,16 @@ from connectors.base import ConnectorContext
 from connectors.certificate.connector import CertificateConnector
 from connectors.certificate.pki import TestPKI
 from idp.store.ephemeral import MemoryStore
+from tests.connectors.sandboxes import free_port, running_sandbox
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-STARTUP_ATTEMPTS = 150  # × 0.1 s
 PROXY_ADDR = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
 class Sandbox:
+    """The OCSP/CRL sandbox with its certificate-specific fault switches."""
+
     base_url: str
-    process: subprocess.Popen
 
     def faults(self, **faults: Any) -> None:
         httpx.post(f"{self.base_url}/_sandbox/faults", json=faults, timeout=5).raise_for_status()
@@ -48,38 +38,12 @@ class Sandbox:
 
 @pytest.fixture(scope="package")
 def pki_and_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestPKI, Sandbox]]:
+    # The certificates carry the responder's URL, so the port is chosen before the PKI is made.
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     pki = TestPKI.init(tmp_path_factory.mktemp("pki"), ocsp_url=f"{base}/ocsp", crl_url=f"{base}/crl")
-    log_path = pki.dir.parent / "sandbox.log"  # a file, not a pipe nobody drains
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "connectors.certificate.sandbox", "--host", "127.0.0.1", "--port", str(port), "--pki", str(pki.dir)],
-        cwd=REPO_ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        for _ in range(STARTUP_ATTEMPTS):
-            if process.poll() is not None:
-                raise RuntimeError(f"sandbox exited: {log_path.read_text(errors='replace')}")
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("sandbox did not become healthy")
-        yield pki, Sandbox(base, process)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        log.close()
+    with running_sandbox("connectors.certificate.sandbox", "--pki", str(pki.dir), port=port, health_timeout=15) as box:
+        yield pki, Sandbox(box.base_url)
 
 
 @pytest.fixture
