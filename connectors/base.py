@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import time
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -183,6 +184,30 @@ def config_value(config: Mapping[str, Any], key: str, default: Any) -> Any:
     return default if value is None or value == "" else value
 
 
+MAX_USERNAME = 128
+# Control, format (zero-width, bidi overrides) and surrogate characters: invisible variants of a
+# name that a directory's string preparation may ignore while a throttle key would not.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
+
+
+def canonical_username(raw: str) -> str:
+    """One spelling per username, used for the lookup and for the throttle key alike: NFKC,
+    case-folded, whitespace stripped at the ends and collapsed to one space inside. Raises
+    ValueError when nothing is left, when it is longer than 128 characters, or when it holds a
+    control or invisible format character."""
+    if not isinstance(raw, str):
+        raise ValueError("a username is text")
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", raw).casefold())
+    name = " ".join(folded.split())
+    if not name:
+        raise ValueError("empty username")
+    if len(name) > MAX_USERNAME:
+        raise ValueError("username too long")
+    if any(unicodedata.category(ch) in _REFUSED_CATEGORIES for ch in name):
+        raise ValueError("control character in username")
+    return name
+
+
 # ---- what a connector gets from NIXA ----------------------------------------------------
 
 
@@ -196,6 +221,7 @@ class ConnectorContext:
     clock: Callable[[], float] = time.time
     issuer: str = ""
     registry: Any = None  # connectors.registry.ConnectorRegistry, to reach sibling connectors
+    throttle: Any = None  # idp.store.throttle.Throttle: counts secret checks and messages sent
 
 
 # ---- capabilities -----------------------------------------------------------------------

@@ -50,9 +50,11 @@ class ConnectorEntry:
 
 
 class ConnectorRegistry:
-    def __init__(self, db: Database, store: Any, issuer: str, clock: Callable[[], float] = time.time, check_every: float = 5.0) -> None:
+    def __init__(self, db: Database, store: Any, issuer: str, clock: Callable[[], float] = time.time, check_every: float = 5.0,
+                 *, throttle: Any = None) -> None:
         self.db = db
         self.store = store
+        self.throttle = throttle  # idp.store.throttle.Throttle, handed to every connector
         self.issuer = issuer
         self.clock = clock
         self.check_every = check_every
@@ -76,7 +78,7 @@ class ConnectorRegistry:
                     fresh[row.id] = current
                     continue
                 ctx = ConnectorContext(connector_id=row.id, config=dict(row.config), store=self.store, clock=self.clock,
-                                       issuer=self.issuer, registry=self)
+                                       issuer=self.issuer, registry=self, throttle=self.throttle)
                 try:
                     instance = load_type(row.type)(ctx)
                 except Exception:  # a broken configuration disables that connector, not NIXA
@@ -111,7 +113,7 @@ class ConnectorRegistry:
         """Create or edit a connector configuration; a change bumps its version (live reopen)."""
         # Refuse an unknown type or a configuration the connector itself rejects, before writing.
         probe = load_type(type_name)(ConnectorContext(connector_id=connector_id, config=dict(config), store=self.store, clock=self.clock,
-                                                      issuer=self.issuer, registry=self))
+                                                      issuer=self.issuer, registry=self, throttle=self.throttle))
         if hasattr(probe, "close"):
             probe.close()
         level = int(LevelOfAssurance.parse(loa))

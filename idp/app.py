@@ -24,6 +24,7 @@ from idp.oidc.tokens import TokenService
 from idp.settings import Settings
 from idp.store.db import Database, check_schema
 from idp.store.ephemeral import EphemeralStore, open_store
+from idp.store.throttle import Throttle
 from idp.store.models import Consent, Grant
 from keys.ring import KeyRing, MasterKey
 
@@ -52,7 +53,9 @@ class Nixa:
         self.people = People(self.db, self.events, self.master.derive("pairwise-subject"), clock)
         self.tokens = TokenService(settings, self.db, self.store, self.keys, self.events, clock,
                                    person_key=self.master.derive("access-token-person"))
-        self.connectors = ConnectorRegistry(self.db, self.store, settings.issuer, clock)
+        # One throttle service for every secret check and every message sent (idp/store/throttle.py).
+        self.throttle = Throttle(self.store, settings)
+        self.connectors = ConnectorRegistry(self.db, self.store, settings.issuer, clock, throttle=self.throttle)
         self.scopes_supported = STANDARD_SCOPES
         self.csrf_key = self.master.derive("csrf")
         self._client_keys: dict[str, tuple[int, KeySet]] = {}
@@ -81,9 +84,18 @@ class Nixa:
         valid there (Dex-style): a staff account disabled in the directory, a person the
         registry now lists as deceased... ends the grant. An unreachable source does not
         (fail open, audited): a directory outage must not log out every agency app."""
-        from connectors.base import ConnectorError, Gone, RefreshingConnector
+        from connectors.base import ConnectorError, Gone, NotAllowed, RefreshingConnector
+        from idp.identity import status as id_status
 
-        if not grant.person_id or not grant.methods:
+        if not grant.person_id:
+            return True
+        try:
+            # The registry is the authority on the ID whatever the method the grant came from.
+            id_status.check_person(self, grant.person_id)
+        except NotAllowed as err:
+            self.tokens.revoke_grant(grant.id, f"person:{err.code}"[:64], client_id=grant.client_id, person_id=grant.person_id)
+            return False
+        if not grant.methods:
             return True
         links = {link.connector_id: link for link in self.people.links(grant.person_id)}
         for method in grant.methods:

@@ -6,9 +6,10 @@ SQLite under ./var, in-process ephemeral store, a throwaway master key the demo 
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,13 +36,32 @@ class Settings(BaseSettings):
 
     default_signing_alg: str = Field("ES256", description="ID token / access token alg when a client names none.")
     cookie_secure: bool | None = Field(None, description="Secure cookies; default: on when the issuer is https.")
-    trusted_proxies: list[str] = Field(default_factory=list, description="Addresses whose X-Forwarded-For is believed (the certificate connector has its own list).")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Reverse proxies whose X-Forwarded-For is believed: addresses or CIDR ranges (10.0.0.0/8). The client is the rightmost hop outside them (the certificate connector has its own list).",
+    )
     local_accounts: bool = Field(True, description="Offer NIXA's own username/password accounts (level low; demo and test accounts).")
 
     max_param_length: int = Field(4096, description="Longest accepted value of any one protocol parameter.")
     max_body_bytes: int = Field(64 * 1024, description="Largest accepted request body.")
-    login_attempts_per_window: int = Field(10, description="Failed sign-ins per account per window before throttling.")
+    login_attempts_per_window: int = Field(
+        10,
+        description="Wrong secrets per account and address per window before a lock (a right one gives its attempt back); the account across addresses gets 5×, an address across accounts 10×, a pending request 2×. Locks double on each repeat, up to a day.",
+    )
     login_window: int = Field(900, description="Throttling window, seconds.")
+    sms_per_address_per_hour: int = Field(20, description="Messages (codes, notices) sent per hour on behalf of one client address (an IPv6 /64 counts as one).")
+    sms_per_request: int = Field(5, description="Messages sent per pending sign-in request.")
+    sms_global_per_hour: int = Field(10000, description="Messages sent per hour in total, all numbers and addresses (SMS pumping brake).")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {entry!r} is not an address or CIDR range") from None
+        return [entry.strip() for entry in value]
 
     demo: bool = Field(False, description="Seed demo data and mount the developer pages.")
 

@@ -52,6 +52,8 @@ from connectors.certificate import signature, subject
 from connectors.certificate.validation import CertificatePathValidator
 
 CHALLENGE_TTL = 120
+MAX_AGENT_RESPONSE = 64 * 1024  # a signed challenge with a chain of a few certificates is ~10 KB
+MAX_CHAIN = 8
 CHALLENGE_PREFIX = "nixa-login:"  # domain separation: these bytes can only ever mean "log me in"
 _AMR = {"hardware": ("hwk",), "smartcard": ("hwk", "sc"), "software": ("swk",)}
 
@@ -101,13 +103,23 @@ class CertificateConnector:
     def parse_agent_response(text: str) -> tuple[list[bytes], dict[str, str]]:
         """What the sign-in page received (the signing plug-in's JSON, see agent.py) → the
         arguments of `authenticate`: the DER chain and the signed challenge."""
+        if not isinstance(text, str) or len(text) > MAX_AGENT_RESPONSE:
+            raise InvalidCredentials("the signing plug-in's answer is too large", code="cert_malformed")
         try:
             data = json.loads(text)
-            chain = [signature.b64decode_any(c) for c in data["certificate_chain"]]
-            signed = {k: data[k] for k in ("challenge", "signature", "alg")}
-        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: deeply nested JSON
             raise InvalidCredentials("the signing plug-in's answer is not readable", code="cert_malformed") from exc
-        if not chain or not all(isinstance(v, str) for v in signed.values()):
+        raw_chain = data.get("certificate_chain") if isinstance(data, dict) else None
+        if not isinstance(raw_chain, list) or not raw_chain or len(raw_chain) > MAX_CHAIN or not all(isinstance(c, str) for c in raw_chain):
+            raise InvalidCredentials("the signing plug-in's answer has no certificate chain", code="cert_malformed")
+        signed = {k: data.get(k) for k in ("challenge", "signature", "alg")}
+        if not all(isinstance(v, str) and v for v in signed.values()):
+            raise InvalidCredentials("the signing plug-in's answer is incomplete", code="cert_malformed")
+        try:
+            chain = [signature.b64decode_any(c) for c in raw_chain]
+        except (ValueError, TypeError, binascii.Error) as exc:
+            raise InvalidCredentials("the signing plug-in's answer is not readable", code="cert_malformed") from exc
+        if not all(chain):
             raise InvalidCredentials("the signing plug-in's answer is incomplete", code="cert_malformed")
         return chain, signed
 

@@ -39,12 +39,12 @@ from connectors.base import (
     NotAllowed,
     UpstreamUnavailable,
     VerifiedAttribute,
+    canonical_username,
 )
 from connectors.ldap.config import LdapConfig
 from connectors.ldap.directory import BindOutcome, Directory, Entry, ServiceSession
 
 INVALID_MESSAGE = "Tên đăng nhập hoặc mật khẩu không đúng / Wrong username or password"
-MAX_USERNAME = 256
 MAX_PASSWORD = 1024
 # A DN no directory has: binding to it fails like a wrong password does.
 NONEXISTENT_DN = "cn=nixa-no-such-account-7f3c9e"
@@ -70,15 +70,14 @@ class LdapConnector:
     # ---- PasswordConnector ----------------------------------------------------------------
 
     def login(self, form: Mapping[str, str]) -> Assertion:
-        username = unicodedata.normalize("NFC", str(form.get("username") or "").strip())
+        # The canonical spelling is what is looked up (and what the flow's throttle counts), so
+        # " NguyenVanAn", "nguyenvanan\t" and full-width variants are one account, one counter.
+        try:
+            username = canonical_username(str(form.get("username") or ""))
+        except ValueError:
+            raise InvalidCredentials(INVALID_MESSAGE) from None
         password = str(form.get("password") or "")
-        if (
-            not username
-            or not password
-            or len(username) > MAX_USERNAME
-            or len(password) > MAX_PASSWORD
-            or any(unicodedata.category(ch) == "Cc" for ch in username)
-        ):
+        if not password or len(password) > MAX_PASSWORD:
             raise InvalidCredentials(INVALID_MESSAGE)
         return self.directory.run(lambda: self._login(username, password))
 

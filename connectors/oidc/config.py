@@ -74,7 +74,23 @@ class UpstreamOidcConfig:
     `{e164}` → +84912345678, e.g. "MSISDN:{msisdn}" for Mobile Connect. None: never sent."""
 
     prompt: str | None = None
-    """Optional `prompt` (e.g. "login" to make the upstream authenticate the person every time)."""
+    """Optional `prompt` sent as is (with `reauthenticate`, "login" is sent when this is unset)."""
+
+    reauthenticate: bool = True
+    """Ask the upstream to authenticate the person afresh every time (`prompt=login`,
+    `max_age=0`) and refuse an ID token whose `auth_time` predates the request: a session left
+    open at the operator (a shared phone, a citizen who signed out of NIXA) never signs in
+    silently, whatever number is typed."""
+
+    match_login_hint: bool = True
+    """When the person typed a phone number, the upstream's verified `phone_number` must be that
+    number: the operator must not answer for another subscriber than the one asked for."""
+
+    asserts_national_id: bool = False
+    """Trusted by configuration to assert the national ID (a Vietnamese operator registers every
+    SIM against its owner's ID): map the upstream's claim to `national_id` in `claims_map` and
+    list it in `verified_claims`. NIXA then still requires the MSISDN signed in to be the
+    registry's phone on record for that ID (idp/identity/linking.py)."""
 
     claims_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CLAIMS_MAP))
     """Upstream claim name → NIXA attribute name."""

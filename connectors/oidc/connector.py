@@ -86,6 +86,10 @@ class UpstreamOidcConnector:
             extra["login_hint"] = hint
         if self.config.prompt:
             extra["prompt"] = self.config.prompt
+        if self.config.reauthenticate:
+            # OIDC Core §3.1.2.1: a fresh authentication, whatever session the upstream holds.
+            extra.setdefault("prompt", "login")
+            extra["max_age"] = "0"
         url = prepare_grant_uri(
             discovery["authorization_endpoint"],
             self.config.client_id,
@@ -101,8 +105,17 @@ class UpstreamOidcConnector:
             "nonce": nonce,
             "code_verifier": verifier,
             "redirect_uri": callback,
+            "requested_at": self.ctx.clock(),
+            "expected_msisdn": self.expected_msisdn(login_hint),
         }
         return url, saved
+
+    def expected_msisdn(self, login_hint: str | None) -> str | None:
+        """The E.164 number the person typed, when the hint is a phone number and must match."""
+        template = self.config.login_hint_format or ""
+        if not login_hint or not self.config.match_login_hint or not ("{msisdn}" in template or "{e164}" in template):
+            return None
+        return phone_to_e164(login_hint)
 
     def format_login_hint(self, login_hint: str | None) -> str | None:
         template = self.config.login_hint_format
@@ -130,7 +143,31 @@ class UpstreamOidcConnector:
         claims = self.validated_id_token(tokens, saved)
         claims = self.add_userinfo(claims, tokens, discovery)
         self.check_acr(claims)
+        self.check_fresh(claims, saved)
+        self.check_msisdn(claims, saved)
         return self.assertion(claims)
+
+    def check_fresh(self, claims: Mapping[str, Any], saved: Mapping[str, Any]) -> None:
+        # OIDC Core §2: with max_age requested, auth_time is required; it must not predate this
+        # request (else the upstream answered from an old session instead of authenticating).
+        if not self.config.reauthenticate:
+            return
+        auth_time = claims.get("auth_time")
+        requested_at = saved.get("requested_at")
+        if not isinstance(auth_time, (int, float)) or isinstance(auth_time, bool):
+            raise NotAllowed("upstream did not say when the person authenticated", code="upstream_session_reused")
+        if isinstance(requested_at, (int, float)) and auth_time < requested_at - self.config.leeway:
+            raise NotAllowed("upstream answered from an earlier session", code="upstream_session_reused")
+
+    def check_msisdn(self, claims: Mapping[str, Any], saved: Mapping[str, Any]) -> None:
+        # The upstream's own verified number (whatever NIXA maps or trusts it as) must be the one
+        # the person typed: no answer for another subscriber than the one asked for.
+        expected = saved.get("expected_msisdn")
+        if not expected:
+            return
+        verified = claims.get("phone_number_verified") is True
+        if not verified or phone_to_e164(claims.get("phone_number")) != expected:
+            raise NotAllowed("the operator signed in another number than the one typed", code="msisdn_mismatch")
 
     def check_saved(self, saved: Mapping[str, Any], callback: str) -> None:
         if not saved or any(not isinstance(saved.get(k), str) for k in ("state", "nonce", "code_verifier", "redirect_uri")):

@@ -8,37 +8,29 @@ from __future__ import annotations
 
 import re
 
+from connectors.telecom.phone import InvalidPhoneNumber
+from connectors.telecom.phone import normalize_msisdn as _to_e164
+
 COUNTRY_CODE = "84"
-# A Vietnamese mobile national significant number: 9 digits after the trunk 0, starting with
-# 3, 5, 7, 8 or 9 (the mobile ranges since the 2018 renumbering).
-_MOBILE_NSN = re.compile(r"[35789]\d{8}")
 _SEPARATORS = re.compile(r"[\s.\-()]")
 
 
 def normalize_msisdn(raw: str | None) -> str | None:
     """`0912 345 678`, `+84912345678`, `84912345678`, `MSISDN:84912345678` → `84912345678`.
 
-    Anything that is not a Vietnamese mobile number gives None.
+    The one Vietnamese-number normalisation (connectors/telecom/phone.py) with the Mobile
+    Connect `MSISDN:` prefix allowed and the plus left off. Anything that is not a Vietnamese
+    mobile number gives None.
     """
-    if not raw:
+    if not isinstance(raw, str) or not raw:
         return None
-    value = _SEPARATORS.sub("", raw.strip())
+    value = raw.strip()
     if value[:7].upper() == "MSISDN:":
         value = value[7:]
-    if value.startswith("+"):
-        value = value[1:]
-        if not value.startswith(COUNTRY_CODE):
-            return None
-        nsn = value[len(COUNTRY_CODE) :]
-    elif value.startswith("0"):
-        nsn = value[1:]
-    elif value.startswith(COUNTRY_CODE) and len(value) == len(COUNTRY_CODE) + 9:
-        nsn = value[len(COUNTRY_CODE) :]
-    else:
-        nsn = value
-    if not _MOBILE_NSN.fullmatch(nsn):
+    try:
+        return _to_e164(value)[1:]
+    except InvalidPhoneNumber:
         return None
-    return COUNTRY_CODE + nsn
 
 
 def to_e164(raw: str | None) -> str | None:

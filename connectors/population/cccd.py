@@ -13,6 +13,7 @@ on the chip-based citizen identity card, CCCD), per Decree 137/2015/ND-CP and Ci
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 # The 63 province codes of Circular 07/2016/TT-BCA (the provinces before the 2025 merger,
@@ -83,7 +84,7 @@ PROVINCES: dict[str, str] = {
     "096": "Cà Mau",
 }
 
-_PIN = re.compile(r"\d{12}")
+_PIN = re.compile(r"[0-9]{12}", re.ASCII)
 SEXES = ("male", "female")
 
 
@@ -113,9 +114,18 @@ def make_pin(province_code: str, birth_year: int, sex: str, serial: int) -> str:
     return f"{province_code}{century_sex_digit(birth_year, sex)}{birth_year % 100:02d}{serial:06d}"
 
 
+def ascii_digits(text: str) -> str:
+    """Every Unicode decimal digit (full-width, Arabic-Indic, ...) as its ASCII digit."""
+    return "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() else ch for ch in text)
+
+
 def normalize_pin(raw: str) -> str:
-    """Strip the spaces people type; the result is 12 digits or InvalidPin."""
-    pin = "".join((raw or "").split())
+    """The one canonical spelling, for the lookup and the throttle key alike: NFKC, every Unicode
+    whitespace dropped (spaces, tabs, U+3000), any decimal digit as ASCII; the result is exactly
+    12 ASCII digits or InvalidPin."""
+    if not isinstance(raw, str):
+        raise InvalidPin("a personal identification number has 12 digits")
+    pin = ascii_digits("".join(unicodedata.normalize("NFKC", raw).split()))
     if not _PIN.fullmatch(pin):
         raise InvalidPin("a personal identification number has 12 digits")
     return pin

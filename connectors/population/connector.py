@@ -1,20 +1,22 @@
-"""The national population registry: identity proofing by knowledge check, an SMS second factor
-to the phone on record, verified attributes for other sources, and refresh.
+"""The national population registry: identification of a record, an SMS code to the phone on
+record as the factor that authenticates, verified attributes for other sources, and refresh.
 
-Authentication methods, as `amr` values (RFC 8176 §2):
-- knowledge check only (`login`): ("kba",) → LOW (config `loa`). "kba" (knowledge-based
-  authentication) is an RFC 8176 value; the knowledge is PIN + full name + date of birth,
-  checked by the registry.
-- knowledge check + code sent to the phone on record (`start`/`verify`):
-  ("kba", "sms", "otp", "mfa") → SUBSTANTIAL (config `challenge_loa`). "mfa" because two kinds
-  of factor were used: what the person knows and possession of the phone the registry holds.
+Knowing is not proving: the PIN, full name and date of birth are printed on every photocopy of
+the card (and the PIN encodes the birth year), so checking them only *identifies* the record
+whose bound factor is then challenged. There is no details-only sign-in.
+
+Authentication method, as `amr` values (RFC 8176 §2):
+- identification + code sent to the phone on record (`start`/`verify`):
+  ("kba", "sms", "otp", "mfa") → SUBSTANTIAL (config `challenge_loa`). "kba" appears only beside
+  the real factor, possession of the phone the registry holds for that ID.
 - `refresh` assertions carry no amr: nobody authenticated; the caller keeps the original time.
 
 Errors: unknown PIN and mismatch are the same InvalidCredentials (the page must not reveal
 whether a PIN exists); deceased → NotAllowed(code="deceased"); locked →
 NotAllowed(code="id_locked"); outage, timeout, open circuit → UpstreamUnavailable.
-Throttling of repeated knowledge checks per person is the login flow's (settings.login_*);
-the number of OTP answers is limited by the telecom connector.
+Throttling of repeated identification attempts per ID is the login flow's (the throttle
+service, keyed on the canonical PIN); the number of OTP answers is limited by the telecom
+connector, and every SMS goes through the throttle service's send limits.
 """
 
 from __future__ import annotations
@@ -48,7 +50,6 @@ from connectors.resilience import CircuitBreaker, ResilientHttp
 from connectors.telecom.phone import InvalidPhoneNumber, normalize_msisdn
 
 SOURCE = "population"
-AMR_KNOWLEDGE = ("kba",)
 AMR_KNOWLEDGE_AND_SMS = ("kba", "sms", "otp", "mfa")
 REFUSALS = {"deceased": "deceased", "locked": "id_locked"}  # registry status → NotAllowed/Gone code
 
@@ -66,7 +67,7 @@ class PopulationRegistryConfig:
     timeout: float = field(default=3.0, metadata=_doc("Seconds to wait for the registry."))
     retries: int = field(default=1, metadata=_doc("Extra attempts for lookups and knowledge checks (read-only calls)."))
     otp_connector: str = field(default="telecom", metadata=_doc("Id of the SMS OTP connector that sends the second factor."))
-    loa: LevelOfAssurance = field(default=LevelOfAssurance.LOW, metadata=_doc("Level of the knowledge check alone (login)."))
+    loa: LevelOfAssurance = field(default=LevelOfAssurance.LOW, metadata=_doc("Level of the connector entry (the registry makes no session by itself; the challenge has challenge_loa)."))
     challenge_loa: LevelOfAssurance = field(
         default=LevelOfAssurance.SUBSTANTIAL, metadata=_doc("Level of knowledge check + SMS code to the phone on record.")
     )
@@ -132,11 +133,11 @@ def registry_attributes(citizen: Citizen, verified_at: float) -> dict[str, Verif
 
 
 class PopulationRegistryConnector:
-    """Password-style (knowledge check), challenge-style (+ SMS OTP), attribute source, refresh."""
+    """Challenge-style (identification + SMS code to the phone on record), attribute source,
+    refresh. Deliberately not password-style: the details are public, not a secret."""
 
     display_name_vi = "Cơ sở dữ liệu quốc gia về dân cư"
     display_name_en = "National population registry"
-    fields = _KNOWLEDGE_FIELDS
     challenge_fields = _KNOWLEDGE_FIELDS
 
     def __init__(self, ctx: ConnectorContext) -> None:
@@ -152,20 +153,21 @@ class PopulationRegistryConnector:
             headers={"Authorization": f"Bearer {self.config.api_key}"},
         )
 
-    # ---- password-style: knowledge check → LOW ----------------------------------------------
+    # ---- identification: finds the record, authenticates nobody --------------------------------
 
-    def login(self, form: Mapping[str, str]) -> Assertion:
-        citizen = self._knowledge_check(form)
-        return self._assertion(citizen, self.config.loa, AMR_KNOWLEDGE)
+    def find(self, form: Mapping[str, str]) -> Citizen:
+        """The record the details identify (active), or InvalidCredentials / NotAllowed."""
+        return self._knowledge_check(form)
 
-    # ---- challenge-style: knowledge check + SMS OTP to the phone on record → SUBSTANTIAL -----
+    # ---- challenge-style: identification + SMS OTP to the phone on record → SUBSTANTIAL -------
 
-    def start(self, form: Mapping[str, str]) -> Challenge:
-        citizen = self._knowledge_check(form)
+    def start(self, form: Mapping[str, str], *, request_id: str = "", ip: str | None = None) -> Challenge:
+        citizen = self.find(form)
         if not citizen.phone:
             raise NotAllowed("no mobile number on record", code="no_phone_on_record")
         try:
-            sent = self._otp_service().send_otp(citizen.phone, purpose=self.id, binding=citizen.pin)
+            sent = self._otp_service().send_otp(citizen.phone, purpose=self.id, binding=citizen.pin, group=request_id, ip=ip,
+                                                request_id=request_id or None)
         except InvalidCredentials as exc:
             if exc.code == "invalid_phone":
                 raise NotAllowed("the number on record is not a mobile number", code="no_phone_on_record") from None

@@ -77,11 +77,13 @@ LOCALITIES = (
     "Yên Thịnh", "Đồng Tâm", "Hiệp Hòa", "Long Thạnh", "Bình Minh", "Thống Nhất",
 )
 # Mobile prefixes after the 2018 renumbering (Viettel, Vinaphone, MobiFone, Vietnamobile, Gmobile).
+# Only the ranges libphonenumber's metadata knows as mobile (what normalize_msisdn accepts):
+# of 089 only 0896–0899 are, and 0992 is not, hence the longer prefixes there.
 MOBILE_PREFIXES = (
     "032", "033", "034", "035", "036", "037", "038", "039", "086", "096", "097", "098",
     "081", "082", "083", "084", "085", "088", "091", "094",
-    "070", "076", "077", "078", "079", "089", "090", "093",
-    "056", "058", "092", "099", "059",
+    "070", "076", "077", "078", "079", "0898", "090", "093",
+    "056", "058", "092", "0995", "059",
 )
 SERIAL_STRIDE = 7919  # prime, coprime with 10^6: k ↦ (offset + k·stride) mod 10^6 is a permutation
 
@@ -167,7 +169,9 @@ class CitizenFactory:
         rng = self.rng
         if rng.random() < (0.85 if age < 14 else 0.03):
             return None
-        nsn = f"{rng.choice(MOBILE_PREFIXES)[1:]}{rng.randrange(10_000_000):07d}"
+        prefix = rng.choice(MOBILE_PREFIXES)[1:]
+        rest = 9 - len(prefix)
+        nsn = f"{prefix}{rng.randrange(10**rest):0{rest}d}"
         # Registries hold numbers as they were declared: mostly 0xxxxxxxxx, some +84.
         return f"+84{nsn}" if rng.random() < 0.1 else f"0{nsn}"
 

@@ -5,13 +5,21 @@ the phone on record through `send_otp` / `check_otp` of this connector (reached 
 `ctx.registry.get("telecom")`), so throttling, hashing and attempt limits are the same
 whichever sign-in uses a code.
 
+Every message sent (codes and notices) is counted first by the throttle service
+(`ctx.throttle.send_attempt`: per number, per client address, per pending request, globally),
+so neither a flood of numbers from one address nor Unicode variants of one number get past it.
+
 Ephemeral store layout (prefix `otp:<connector id>:`):
     c:<sha256(challenge id)>            {mac, msisdn, purpose, binding}     ttl = otp_ttl
     c:<sha256(challenge id)>:attempts   answers tried (counter)              ttl = otp_ttl
-    resend:<msisdn>                     add-if-absent resend throttle        ttl = resend_after
-    hour:<msisdn>                       codes sent this hour (counter)       ttl = 3600
-    latest:<purpose>:<msisdn>           key of the newest challenge: a resend supersedes the
-                                        previous code
+    resend:<msisdn>                     add-if-absent resend cooldown        ttl = resend_after
+    latest:<purpose>:<h(group)>:<msisdn>
+                                        key of the newest challenge of that group (the pending
+                                        request): a resend supersedes that group's previous
+                                        code only, so a challenge someone else starts for the
+                                        same number never cancels this one
+    hour:<channel>:<msisdn>             only without a throttle service (a connector opened
+                                        outside the app): messages this hour   ttl = 3600
 
 Only a MAC of the code is stored, keyed by the challenge id, and the record itself sits under a
 hash of that id: the challenge id travels in the login flow's state, never next to the MAC, so a
@@ -134,9 +142,9 @@ class TelecomSmsConnector:
 
     # ---- challenge-style capability ---------------------------------------------------------
 
-    def start(self, form: Mapping[str, str]) -> Challenge:
+    def start(self, form: Mapping[str, str], *, request_id: str = "", ip: str | None = None) -> Challenge:
         msisdn = self._normalize(form.get("phone", ""))
-        return self.send_otp(msisdn, purpose=self.id, binding=msisdn)
+        return self.send_otp(msisdn, purpose=self.id, binding=msisdn, group=request_id, ip=ip, request_id=request_id or None)
 
     def verify(self, challenge_state: Mapping[str, Any], answer: str) -> Assertion:
         verified = self.check_otp(challenge_state, answer, purpose=self.id)
@@ -156,17 +164,26 @@ class TelecomSmsConnector:
 
     # ---- the reusable OTP service -----------------------------------------------------------
 
-    def send_otp(self, phone: str, purpose: str, binding: str) -> Challenge:
+    def send_otp(
+        self,
+        phone: str,
+        purpose: str,
+        binding: str,
+        *,
+        group: str = "",
+        ip: str | None = None,
+        request_id: str | None = None,
+    ) -> Challenge:
         """Send a fresh code to `phone`; `purpose` (the asking connector's id) and `binding`
-        (what the code vouches for, e.g. a PIN) are checked again by `check_otp`."""
+        (what the code vouches for, e.g. a PIN) are checked again by `check_otp`. A new code
+        supersedes only the previous code of the same `group` (pass the pending request id);
+        `ip` and `request_id` are what the send is counted against besides the number."""
         msisdn = self._normalize(phone)
         store, cfg = self.ctx.store, self.config
         resend_key = f"{self._prefix}resend:{msisdn}"
         if cfg.resend_after and not store.add(resend_key, 1, cfg.resend_after):
             raise RateLimited("a code was sent moments ago", retry_after=self._seconds_left(resend_key, cfg.resend_after))
-        hour_key = f"{self._prefix}hour:{msisdn}"
-        if store.incr(hour_key, 3600) > cfg.sends_per_hour:
-            raise RateLimited("too many codes sent to this number", retry_after=self._seconds_left(hour_key, 3600))
+        self._count_send(self.id, msisdn, ip=ip, request_id=request_id)
 
         challenge_id = secrets.token_urlsafe(24)
         code = f"{secrets.randbelow(10**OTP_DIGITS):0{OTP_DIGITS}d}"
@@ -180,7 +197,7 @@ class TelecomSmsConnector:
             store.delete(record_key)
             store.delete(resend_key)
             raise
-        self._supersede(purpose, msisdn, record_key)
+        self._supersede(purpose, group, msisdn, record_key)
         return Challenge(
             masked_destination=mask_msisdn(msisdn),
             ttl=cfg.otp_ttl,
@@ -218,6 +235,16 @@ class TelecomSmsConnector:
             raise InvalidCredentials("wrong code; no attempts left", code="too_many_attempts")
         raise InvalidCredentials("wrong code")
 
+    def send_notice(self, phone: str, text: str, *, ip: str | None = None) -> None:
+        """Send an informational SMS (no code), e.g. "a new sign-in method was linked to your
+        identity". Counted like every message (channel `<id>:notice`, so notices do not use up
+        the number's codes); RateLimited or UpstreamUnavailable when it cannot go out."""
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("a notice needs a text")
+        msisdn = self._normalize(phone)
+        self._count_send(f"{self.id}:notice", msisdn, ip=ip, request_id=None)
+        self._send_sms(msisdn, text)
+
     # ---- health and lifecycle ---------------------------------------------------------------
 
     def health(self) -> Health:
@@ -248,8 +275,26 @@ class TelecomSmsConnector:
         left = self.ctx.store.ttl(key)
         return max(1, math.ceil(default if left is None else left))
 
-    def _supersede(self, purpose: str, msisdn: str, record_key: str) -> None:
-        latest_key = f"{self._prefix}latest:{purpose}:{msisdn}"
+    def _count_send(self, channel: str, msisdn: str, *, ip: str | None, request_id: str | None) -> None:
+        """Count one message before it goes out; RateLimited when a limit says no."""
+        cfg = self.config
+        throttle = self.ctx.throttle
+        if throttle is not None:
+            wait = throttle.send_attempt(channel=channel, destination=msisdn, ip=ip, request_id=request_id,
+                                         per_destination=cfg.sends_per_hour)
+            if wait > 0:
+                raise RateLimited("too many messages; try again later", retry_after=int(wait))
+            return
+        # Opened without the app's throttle service (a tool, a probe): still cap per number.
+        hour_key = f"{self._prefix}hour:{channel}:{msisdn}"
+        if self.ctx.store.incr(hour_key, 3600) > cfg.sends_per_hour:
+            raise RateLimited("too many messages sent to this number", retry_after=self._seconds_left(hour_key, 3600))
+
+    def _supersede(self, purpose: str, group: str, msisdn: str, record_key: str) -> None:
+        # Only the same group's (pending request's) previous code: one started by somebody else
+        # for this number must not cancel the code its owner is about to type.
+        group_hash = hashlib.sha256(group.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        latest_key = f"{self._prefix}latest:{purpose}:{group_hash}:{msisdn}"
         previous = self.ctx.store.take(latest_key)
         self.ctx.store.put(latest_key, record_key, self.config.otp_ttl)
         if previous and previous != record_key:

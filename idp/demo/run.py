@@ -208,7 +208,7 @@ def run_demo(host: str = "127.0.0.1", port: int = 8000, rp_port: int = 8001) -> 
 
   Tài khoản demo / demo sign-ins (all the same person, Nguyễn Văn An):
     NIXA account        citizen / NixaDemo!2026
-    Registry            ID 001090000001, Nguyễn Văn An, 15/01/1990 (+ SMS code from the outbox)
+    Registry + SMS code ID 001090000001, Nguyễn Văn An, 15/01/1990 identify; the code goes to the phone on record (outbox)
     Certificate         nixa sign --p12 {pki.p12_path('an')} --password nixa-demo --challenge <challenge>
     Operator sign-in    phone 0912345678, confirm on the operator page
     Staff (LDAP)        nguyenvanan / An@Demo2024 (more in connectors/ldap/staff.ldif)

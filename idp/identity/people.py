@@ -61,11 +61,26 @@ class NeedsProofing(Exception):
         self.assertion = assertion
 
 
+class LinkConflict(ValueError):
+    """That source account is already linked to another person (or another browser just linked it)."""
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """How a link was proven: the method that proved the person's national ID, its level, and
+    the address the request came from (linking.py)."""
+
+    method: str
+    loa: int
+    ip: str | None = None
+
+
 @dataclass(frozen=True)
 class Resolution:
     person_id: str
     created: bool
     linked: bool
+    loa: int | None = None  # the level the link used is trusted for
 
 
 class People:
@@ -188,8 +203,10 @@ class People:
 
     # ---- resolution and linking --------------------------------------------------------------
 
-    def resolve(self, assertion: Assertion, *, allow_unproofed: bool = False) -> Resolution:
-        """Find or create the Person behind an assertion (see module docstring)."""
+    def resolve(self, assertion: Assertion, *, allow_unproofed: bool = False, provenance: Provenance | None = None,
+                ip: str | None = None) -> Resolution:
+        """Find or create the Person behind an assertion (see module docstring). The caller has
+        already applied the linking policy: an assertion reaching here with a national ID proved it."""
         with self.db.session() as s:
             link = s.scalar(
                 select(LinkedIdentity).where(LinkedIdentity.connector_id == assertion.connector_id, LinkedIdentity.subject == assertion.subject)
@@ -197,9 +214,9 @@ class People:
             if link is not None:
                 link.last_used_at = self.clock()
                 link.connector_data = dict(assertion.connector_data)
-                link.loa = max(link.loa, int(assertion.loa))
+                # A link stays as strong as the proof that made it: using it never raises its level.
                 self._store_attributes(s, link.person_id, dict(assertion.attributes))
-                return Resolution(link.person_id, created=False, linked=False)
+                return Resolution(link.person_id, created=False, linked=False, loa=link.loa)
         nid = assertion.national_id
         if nid:
             with self.db.session() as s:
@@ -207,51 +224,67 @@ class People:
             created = person_id is None
             if created:
                 person_id = self.create(dict(assertion.attributes), national_id=nid)
-            self.link(person_id, assertion)
-            return Resolution(person_id, created=created, linked=True)
+            proof = provenance or Provenance(assertion.connector_id, int(assertion.loa), ip)
+            person_id = self.link(person_id, assertion, provenance=proof)
+            return Resolution(person_id, created=created, linked=True, loa=int(assertion.loa))
         if not allow_unproofed:
             raise NeedsProofing(assertion)
         person_id = self.create(dict(assertion.attributes))
-        self.link(person_id, assertion)
-        return Resolution(person_id, created=True, linked=True)
+        self.link(person_id, assertion, provenance=Provenance(assertion.connector_id, int(assertion.loa), ip))
+        return Resolution(person_id, created=True, linked=True, loa=int(assertion.loa))
 
-    def link(self, person_id: str, assertion: Assertion) -> str:
-        """Link (connector, subject) to a person. If the assertion proves a national ID that
-        another Person holds, the two are merged into that one (audited)."""
+    def link(self, person_id: str, assertion: Assertion, *, loa: int | None = None, provenance: Provenance | None = None) -> str:
+        """Link (connector, subject) to a person, trusted at `loa` (default the assertion's). If
+        the assertion proves a national ID that another Person holds, the two are merged into
+        that one (audited). LinkConflict when the source account belongs to someone else."""
+        from sqlalchemy.exc import IntegrityError
+
         nid = assertion.national_id
+        ip = provenance.ip if provenance else None
         if nid:
             with self.db.session() as s:
                 holder = s.scalar(select(Person.id).where(Person.national_id == nid))
             if holder and holder != person_id:
-                self.merge(source=person_id, into=holder, reason=f"national ID proven via {assertion.connector_id}")
+                self.merge(source=person_id, into=holder, reason=f"national ID proven via {assertion.connector_id}", ip=ip)
                 person_id = holder
             elif holder is None:
                 with self.db.session() as s:
                     s.execute(update(Person).where(Person.id == person_id).values(national_id=nid, updated_at=self.clock()))
-        with self.db.session() as s:
-            existing = s.scalar(
-                select(LinkedIdentity).where(LinkedIdentity.connector_id == assertion.connector_id, LinkedIdentity.subject == assertion.subject)
-            )
-            if existing is not None and existing.person_id == person_id:
-                return person_id
-            if existing is not None:
-                raise ValueError("that identity is already linked to another person")
-            s.add(
-                LinkedIdentity(
-                    person_id=person_id,
-                    connector_id=assertion.connector_id,
-                    subject=assertion.subject,
-                    loa=int(assertion.loa),
-                    connector_data=dict(assertion.connector_data),
-                    created_at=self.clock(),
-                    last_used_at=self.clock(),
+        level = int(assertion.loa if loa is None else loa)
+        try:
+            with self.db.session() as s:
+                existing = s.scalar(
+                    select(LinkedIdentity).where(LinkedIdentity.connector_id == assertion.connector_id, LinkedIdentity.subject == assertion.subject)
                 )
-            )
-            self._store_attributes(s, person_id, dict(assertion.attributes))
-        self.events.emit("identity.linked", person_id=person_id, data={"connector": assertion.connector_id, "loa": int(assertion.loa)})
+                if existing is not None and existing.person_id == person_id:
+                    return person_id
+                if existing is not None:
+                    raise LinkConflict("that identity is already linked to another person")
+                s.add(
+                    LinkedIdentity(
+                        person_id=person_id,
+                        connector_id=assertion.connector_id,
+                        subject=assertion.subject,
+                        loa=level,
+                        connector_data=dict(assertion.connector_data),
+                        created_at=self.clock(),
+                        last_used_at=self.clock(),
+                        proof_method=provenance.method if provenance else None,
+                        proof_loa=int(provenance.loa) if provenance else None,
+                        linked_from=(ip or "")[:64] or None,
+                    )
+                )
+                self._store_attributes(s, person_id, dict(assertion.attributes))
+        except IntegrityError:
+            # Two browsers finishing the same link at once: the unique (connector, subject) wins once.
+            raise LinkConflict("that identity was linked at the same moment elsewhere") from None
+        self.events.emit("identity.linked", person_id=person_id, ip=ip,
+                         data={"connector": assertion.connector_id, "loa": level,
+                               "proof_method": provenance.method if provenance else None,
+                               "proof_loa": provenance.loa if provenance else None})
         return person_id
 
-    def unlink(self, person_id: str, link_id: str) -> bool:
+    def unlink(self, person_id: str, link_id: str, *, ip: str | None = None) -> bool:
         with self.db.session() as s:
             link = s.get(LinkedIdentity, link_id)
             if link is None or link.person_id != person_id:
@@ -261,10 +294,10 @@ class People:
                 raise ValueError("the last linked identity cannot be removed")
             connector = link.connector_id
             s.delete(link)
-        self.events.emit("identity.unlinked", person_id=person_id, data={"connector": connector})
+        self.events.emit("identity.unlinked", person_id=person_id, ip=ip, data={"connector": connector})
         return True
 
-    def merge(self, *, source: str, into: str, reason: str) -> None:
+    def merge(self, *, source: str, into: str, reason: str, ip: str | None = None) -> None:
         with self.db.session() as s:
             s.execute(update(LinkedIdentity).where(LinkedIdentity.person_id == source).values(person_id=into))
             s.execute(update(LocalAccount).where(LocalAccount.person_id == source).values(person_id=into))
@@ -275,7 +308,7 @@ class People:
             s.execute(delete(PersonAttribute).where(PersonAttribute.person_id == source))
             s.execute(delete(Consent).where(Consent.person_id == source))
             s.execute(delete(Person).where(Person.id == source))
-        self.events.emit("identity.merged", person_id=into, data={"merged_from": source, "reason": reason})
+        self.events.emit("identity.merged", person_id=into, ip=ip, data={"merged_from": source, "reason": reason})
 
     def links(self, person_id: str) -> list[LinkedIdentity]:
         with self.db.session() as s:
@@ -285,6 +318,9 @@ class People:
 
     def add_local_account(self, username: str, password: str, attributes: dict[str, Any] | None = None,
                           national_id: str | None = None) -> str:
+        from connectors.base import canonical_username
+
+        username = canonical_username(username)  # the same form the sign-in looks up and throttles
         now = self.clock()
         attrs = {k: VerifiedAttribute(k, v, "local", now) for k, v in (attributes or {}).items()}
         with self.db.session() as s:

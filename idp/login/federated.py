@@ -7,6 +7,7 @@ between steps (challenge state, upstream nonce and PKCE verifier) never reaches 
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from typing import Any
@@ -15,21 +16,27 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from sqlalchemy.exc import IntegrityError
+
 from connectors.base import (
     Assertion,
+    CertificateConnector,
     ChallengeConnector,
+    ChallengeExpired,
     ConnectorError,
     LevelOfAssurance,
+    NotAllowed,
     PasswordConnector,
     RateLimited,
     RedirectConnector,
     VerifiedAttribute,
 )
-from idp.identity.people import NeedsProofing
+from idp.identity import linking
+from idp.identity.people import LinkConflict, NeedsProofing, Provenance
 from idp.login import flow
-from idp.login.methods import throttle
+from idp.login.methods import canonical_identifier, method_id
 from idp.login.pages import browser_id, message, nixa_of, redirect, render
-from idp.login.routes import _csrf_ok, _form, _load, _show_step, signed_in
+from idp.login.routes import _csrf_ok, _form, _load, _show_step, refuse_method, signed_in
 from idp.login.session import csrf_token
 from idp.oidc.endpoints import client_ip
 from idp.oidc.params import BadRequest, read_query
@@ -69,44 +76,122 @@ def _error_text(t: Any, err: ConnectorError) -> str:
     return text
 
 
-def _failed(request: Request, nixa: Any, pending: flow.Pending, t: Any, connector_id: str, err: ConnectorError,
-            throttle_keys: list[str] | None = None) -> Response:
-    if throttle_keys:
-        throttle(nixa, throttle_keys)
+def _failed(request: Request, nixa: Any, pending: flow.Pending, t: Any, connector_id: str, err: ConnectorError) -> Response:
     nixa.events.emit("login.failed", client_id=pending.client_id, ip=client_ip(request, nixa),
                      data={"method": connector_id, "reason": err.code})
-    status = 503 if err.code == "upstream_unavailable" else 429 if isinstance(err, RateLimited) else 401
+    status = 503 if err.code == "upstream_unavailable" else 429 if isinstance(err, RateLimited) else 403 if isinstance(err, NotAllowed) else 401
     return _show_step(request, nixa, pending, t, error=_error_text(t, err), status=status)
 
 
+def _throttled(request: Request, nixa: Any, pending: flow.Pending, t: Any, method: str, wait: int) -> Response:
+    nixa.events.emit("login.throttled", client_id=pending.client_id, ip=client_ip(request, nixa), data={"method": method})
+    return _show_step(request, nixa, pending, t, error=t("rate_limited", seconds=wait), status=429)
+
+
+def _offered_method(request: Request, nixa: Any, pending: flow.Pending, t: Any, connector_id: str, capability: type,
+                    name: str) -> tuple[Any, int, Response | None]:
+    """The front of every method's POST: the connector exists and has the capability the route
+    needs, and this request offered that method at a level that reaches what it needs now."""
+    entry = nixa.connectors.entry(connector_id)
+    if entry is None or not isinstance(entry.instance, capability):
+        return None, 0, message(request, t, "error_bad_request", detail="unknown sign-in method")
+    level = pending.offered_level(method_id(connector_id, name))
+    if level is None:
+        return None, 0, refuse_method(request, nixa, pending, t, method_id(connector_id, name))
+    return entry, level, None
+
+
+def _guard(request: Request, nixa: Any, pending: flow.Pending, method: str, level: int, identifier: str | None) -> dict[str, Any]:
+    return {"method": method, "level": level, "identifier": identifier or "", "ip": client_ip(request, nixa), "request_id": pending.rid,
+            "browser": browser_id(request)}
+
+
 def _accepted(request: Request, nixa: Any, pending: flow.Pending, t: Any, entry: Any, assertion: Assertion, loa: int) -> Response:
-    """Resolve the assertion to a Person (or ask for proofing), then sign the person in."""
+    """Apply the linking policy (idp/identity/linking.py) to what the method proved, resolve
+    the Person (or ask for proofing), then sign the person in at the level actually proven."""
+    ip = client_ip(request, nixa)
     allow_unproofed = bool(entry.config.get("allow_unproofed", entry.type == "ldap"))
-    proofing = pending.proofing
+    assertion = linking.strip_unproven_national_id(entry, assertion)
     try:
-        registry = registry_attributes(nixa, assertion)
+        proof = linking.national_id_proof(nixa, entry, assertion, loa)
+        registry = registry_attributes(nixa, assertion) if proof else {}
     except ConnectorError as err:
+        if isinstance(err, linking.LinkRefused):
+            nixa.events.emit("identity.link_refused", client_id=pending.client_id, ip=ip, data={"connector": entry.id, "reason": err.code})
         return _failed(request, nixa, pending, t, entry.id, err)
     try:
-        if proofing and assertion.national_id:
-            # This assertion proves the national ID that an earlier sign-in lacked: link both.
-            first = assertion_from_dict(proofing["assertion"])
-            resolution = nixa.people.resolve(assertion, allow_unproofed=False)
-            nixa.people.link(resolution.person_id, first)
-            loa = max(loa, int(proofing["loa"]))
-            amr = sorted(set(first.amr) | set(assertion.amr))
-            method = proofing["connector_id"]
-            pending.proofing = None
+        if pending.proofing:
+            # This step must prove the national ID that the earlier sign-in lacked, at least at
+            # the level that source will be trusted for; the session gets the weaker of the two.
+            first = assertion_from_dict(pending.proofing["assertion"])
+            if proof is None:
+                return refuse_method(request, nixa, pending, t, entry.id)
+            try:
+                trusted = linking.check_link(int(pending.proofing["loa"]), proof)
+            except linking.LinkRefused as err:
+                nixa.events.emit("identity.link_refused", client_id=pending.client_id, ip=ip, data={"connector": first.connector_id,
+                                                                                                     "reason": err.code})
+                return _failed(request, nixa, pending, t, entry.id, err)
+            provenance = Provenance(proof.method, proof.loa, ip)
+            resolution = nixa.people.resolve(assertion, provenance=provenance, ip=ip)
+            person_id = nixa.people.link(resolution.person_id, first, loa=trusted, provenance=provenance)
+            _notify_link(nixa, person_id, first.connector_id, ip)
+            if resolution.linked:
+                _notify_link(nixa, person_id, assertion.connector_id, ip)
+            pending = flow.update(nixa, pending, lambda p: setattr(p, "proofing", None))
+            loa, amr, method = trusted, sorted(set(first.amr) | set(assertion.amr)), first.connector_id
         else:
-            resolution = nixa.people.resolve(assertion, allow_unproofed=allow_unproofed)
+            provenance = Provenance(proof.method, proof.loa, ip) if proof else None
+            resolution = nixa.people.resolve(assertion, allow_unproofed=allow_unproofed, provenance=provenance, ip=ip)
+            person_id = resolution.person_id
+            if proof is None and resolution.loa is not None:
+                # A source that does not prove the ID itself is as strong as the proof that linked it.
+                loa = min(loa, resolution.loa)
+            if resolution.linked:
+                _notify_link(nixa, person_id, assertion.connector_id, ip)
             amr, method = list(assertion.amr), entry.id
     except NeedsProofing:
-        pending.proofing = {"assertion": assertion_to_dict(assertion), "loa": loa, "connector_id": entry.id}
-        flow.save(nixa, pending)
+        saved = {"assertion": assertion_to_dict(assertion), "loa": loa, "connector_id": entry.id}
+
+        def start_proofing(p: flow.Pending) -> None:
+            p.proofing = saved
+            p.offered = {}  # the proofing page offers its own methods (only proofs)
+
+        flow.update(nixa, pending, start_proofing)
         return redirect(f"/interaction/{pending.rid}/proofing")
+    except (LinkConflict, IntegrityError):
+        nixa.events.emit("identity.link_refused", client_id=pending.client_id, ip=ip,
+                         data={"connector": entry.id, "reason": "concurrent_or_taken"})
+        return message(request, t, "error_link_conflict", 409)
     if registry:
-        nixa.people.store_attributes(resolution.person_id, registry)
-    return signed_in(request, nixa, pending, t, person_id=resolution.person_id, loa=loa, amr=amr, method=method)
+        nixa.people.store_attributes(person_id, registry)
+    return signed_in(request, nixa, pending, t, person_id=person_id, loa=loa, amr=amr, method=method)
+
+
+def _notify_link(nixa: Any, person_id: str, connector_id: str, ip: str | None) -> None:
+    """Tell the citizen of every new link, by SMS to the registry's phone on record (through the
+    operator's SMS API, throttled like every send). A failure is audited, never blocks."""
+    attrs = nixa.people.attributes(person_id)
+    phone = attrs.get("phone_number")
+    population = {e.id for e in nixa.connectors.entries() if e.type == "population"}
+    sender = next((e for e in nixa.connectors.entries() if hasattr(e.instance, "send_notice")), None)
+    linked = nixa.connectors.entry(connector_id)
+    if phone is None or phone.source not in population or sender is None:
+        nixa.events.emit("notification.failed", person_id=person_id, ip=ip,
+                         data={"kind": "identity.linked", "connector": connector_id, "reason": "no_phone_on_record_or_sender"})
+        return
+    name = (linked.display_name_en if linked else "") or connector_id
+    when = time.strftime("%H:%M %d/%m/%Y", time.localtime(nixa.clock()))
+    text = (f"NIXA: {name} vua duoc lien ket voi so dinh danh cua ban luc {when}. Neu khong phai ban, hay khoa ngay. "
+            f"/ {name} was linked to your ID at {when}. Not you? Lock it now.")
+    try:
+        sender.instance.send_notice(str(phone.value), text, ip=ip)
+    except ConnectorError as err:
+        nixa.events.emit("notification.failed", person_id=person_id, ip=ip,
+                         data={"kind": "identity.linked", "connector": connector_id, "reason": err.code})
+        return
+    nixa.events.emit("notification.sent", person_id=person_id, ip=ip, data={"kind": "identity.linked", "connector": connector_id,
+                                                                           "channel": sender.id})
 
 
 def registry_attributes(nixa: Any, assertion: Assertion) -> dict[str, VerifiedAttribute]:
@@ -114,11 +199,13 @@ def registry_attributes(nixa: Any, assertion: Assertion) -> dict[str, VerifiedAt
     on whether a national ID may be used at all: a deceased person's or a locked ID is refused
     whatever the method (NotAllowed propagates). An unreachable registry does not block a
     sign-in that another source proved; the attributes are then simply not refreshed."""
-    from connectors.base import AttributeSource, NotAllowed
+    from connectors.base import AttributeSource
 
-    if not assertion.national_id or assertion.connector_id == "population":
+    if not assertion.national_id:
         return {}
     for entry in nixa.connectors.entries():
+        if entry.type == "population" and entry.id == assertion.connector_id:
+            return {}  # the registry's own assertion carries its attributes already
         if isinstance(entry.instance, AttributeSource):
             try:
                 return dict(entry.instance.enrich(assertion))
@@ -127,13 +214,6 @@ def registry_attributes(nixa: Any, assertion: Assertion) -> dict[str, VerifiedAt
             except ConnectorError:
                 return {}
     return {}
-
-
-def _entry(nixa: Any, connector_id: str) -> Any:
-    entry = nixa.connectors.entry(connector_id)
-    if entry is None:
-        raise BadRequest("unknown sign-in method")
-    return entry
 
 
 async def _post(request: Request, rid: str) -> tuple[Any, Any, Any, dict[str, str] | None, Response | None]:
@@ -160,33 +240,23 @@ async def password_login(request: Request, rid: str, connector_id: str) -> Respo
     return await run_in_threadpool(_password_login, request, nixa, pending, t, form, connector_id)
 
 
-def _guarded_form(request: Request, nixa: Any, pending: flow.Pending, t: Any, form: dict[str, str], connector_id: str,
-                  capability: type, fields_attr: str) -> tuple[Any, dict[str, str], list[str], Response | None]:
-    """The common front of every secret-checking method: the connector has the capability,
-    and neither the account nor the address is over its throttle."""
-    entry = nixa.connectors.entry(connector_id)
-    if entry is None or not isinstance(entry.instance, capability):
-        return None, {}, [], message(request, t, "error_bad_request", detail="unknown sign-in method")
-    fields = [f.name for f in getattr(entry.instance, fields_attr)]
-    ident = form.get(fields[0], "")[:128].lower() if fields else ""
-    ip = client_ip(request, nixa)
-    keys = [f"{connector_id}:{ident}", f"ip:{ip}"]
-    wait = throttle(nixa, keys, peek=True)
-    if wait:
-        nixa.events.emit("login.throttled", client_id=pending.client_id, ip=ip, data={"method": connector_id})
-        return None, {}, [], _show_step(request, nixa, pending, t, error=t("rate_limited", seconds=wait), status=429)
-    return entry, {k: form.get(k, "") for k in fields}, keys, None
-
-
 def _password_login(request: Request, nixa: Any, pending: flow.Pending, t: Any, form: dict[str, str], connector_id: str) -> Response:
-    entry, submitted, keys, early = _guarded_form(request, nixa, pending, t, form, connector_id, PasswordConnector, "fields")
+    entry, level, early = _offered_method(request, nixa, pending, t, connector_id, PasswordConnector, "password")
     if early:
         return early
+    fields = [f.name for f in entry.instance.fields]
+    guard = _guard(request, nixa, pending, entry.id, level, canonical_identifier(form, fields))
+    wait = nixa.throttle.secret_attempt(**guard)  # counted before the check: parallel guesses cannot pass the limit
+    if wait:
+        return _throttled(request, nixa, pending, t, entry.id, wait)
     try:
-        assertion = entry.instance.login(submitted)
+        assertion = entry.instance.login({k: form.get(k, "") for k in fields})
     except ConnectorError as err:
-        return _failed(request, nixa, pending, t, connector_id, err, keys if err.code != "upstream_unavailable" else None)
-    return _accepted(request, nixa, pending, t, entry, assertion, int(entry.loa))
+        if err.code == "upstream_unavailable":
+            nixa.throttle.secret_succeeded(**guard)  # the source was down: not the person's attempt
+        return _failed(request, nixa, pending, t, connector_id, err)
+    nixa.throttle.secret_succeeded(**guard)
+    return _accepted(request, nixa, pending, t, entry, assertion, level)
 
 
 # ---- challenge-style (OTP) ----------------------------------------------------------------------------
@@ -201,17 +271,29 @@ async def challenge_start(request: Request, rid: str, connector_id: str) -> Resp
 
 
 def _challenge_start(request: Request, nixa: Any, pending: flow.Pending, t: Any, form: dict[str, str], connector_id: str) -> Response:
-    entry, submitted, keys, early = _guarded_form(request, nixa, pending, t, form, connector_id, ChallengeConnector, "challenge_fields")
+    entry, level, early = _offered_method(request, nixa, pending, t, connector_id, ChallengeConnector, "challenge")
     if early:
         return early
+    fields = [f.name for f in entry.instance.challenge_fields]
+    identifier = canonical_identifier(form, fields)
+    # Starting a challenge checks what identifies the record (the registry's details) and sends
+    # a message: the first is a secret-style attempt, the second goes through the send limits.
+    guard = _guard(request, nixa, pending, entry.id, level, identifier)
+    wait = nixa.throttle.secret_attempt(**guard)
+    if wait:
+        return _throttled(request, nixa, pending, t, entry.id, wait)
+    submitted = {k: form.get(k, "") for k in fields}
     try:
-        challenge = entry.instance.start(submitted)
+        challenge = entry.instance.start(submitted, request_id=pending.rid, ip=guard["ip"])
     except ConnectorError as err:
-        return _failed(request, nixa, pending, t, connector_id, err, keys if err.code not in ("upstream_unavailable", "rate_limited") else None)
-    pending.extra["challenge"] = {"connector_id": connector_id, "state": dict(challenge.state), "masked": challenge.masked_destination,
-                                  "expires_at": time.time() + challenge.ttl, "form": submitted,
-                                  "resend_at": time.time() + challenge.resend_after}
-    flow.save(nixa, pending)
+        if err.code in ("upstream_unavailable", "rate_limited"):
+            nixa.throttle.secret_succeeded(**guard)
+        return _failed(request, nixa, pending, t, connector_id, err)
+    now = nixa.clock()
+    state = {"connector_id": connector_id, "method": method_id(connector_id, "challenge"), "state": dict(challenge.state),
+             "masked": challenge.masked_destination, "expires_at": now + challenge.ttl, "form": submitted,
+             "resend_at": now + challenge.resend_after, "identifier": identifier or "", "level": level}
+    flow.update(nixa, pending, lambda p: p.extra.__setitem__("challenge", state))
     return redirect(f"/interaction/{pending.rid}/otp")
 
 
@@ -227,7 +309,7 @@ def _otp_page(request: Request, nixa: Any, pending: flow.Pending, t: Any, error:
     ch = pending.extra["challenge"]
     csrf = csrf_token(nixa.csrf_key, browser_id(request) or "", pending.rid)
     return render(request, "otp.html", t, status=status, rid=pending.rid, csrf=csrf, masked=ch["masked"], error=error,
-                  resend_in=max(0, int(ch["resend_at"] - time.time())))
+                  resend_in=max(0, int(ch["resend_at"] - nixa.clock())))
 
 
 @router.post("/interaction/{rid}/otp")
@@ -243,23 +325,31 @@ def _otp_verify(request: Request, nixa: Any, pending: flow.Pending, t: Any, form
     if not ch:
         return message(request, t, "error_expired_request")
     entry = nixa.connectors.entry(ch["connector_id"])
-    if entry is None:
+    if entry is None or not isinstance(entry.instance, ChallengeConnector):
         return message(request, t, "error_expired_request")
+    level = pending.offered_level(ch["method"])
+    if level is None:
+        return refuse_method(request, nixa, pending, t, ch["method"])
     if form.get("action") == "resend":
         return _challenge_start(request, nixa, pending, t, ch["form"], ch["connector_id"])
+    guard = _guard(request, nixa, pending, f"{entry.id}:code", level, ch.get("identifier"))
+    wait = nixa.throttle.secret_attempt(**guard)
+    if wait:
+        nixa.events.emit("login.throttled", client_id=pending.client_id, ip=guard["ip"], data={"method": guard["method"]})
+        return _otp_page(request, nixa, pending, t, error=t("rate_limited", seconds=wait), status=429)
     try:
         assertion = entry.instance.verify(ch["state"], form.get("otp", "").strip()[:16])
     except ConnectorError as err:
-        nixa.events.emit("login.failed", client_id=pending.client_id, ip=client_ip(request, nixa),
+        nixa.events.emit("login.failed", client_id=pending.client_id, ip=guard["ip"],
                          data={"method": ch["connector_id"], "reason": err.code})
         if err.code in ("challenge_expired", "too_many_attempts"):
-            pending.extra.pop("challenge", None)
-            flow.save(nixa, pending)
+            pending = flow.update(nixa, pending, lambda p: p.extra.pop("challenge", None))
             return _show_step(request, nixa, pending, t, error=_error_text(t, err), status=401)
         return _otp_page(request, nixa, pending, t, error=_error_text(t, err), status=401)
-    pending.extra.pop("challenge", None)
-    loa = int(LevelOfAssurance.parse(entry.config.get("challenge_loa", entry.loa)))
-    return _accepted(request, nixa, pending, t, entry, assertion, loa)
+    nixa.throttle.secret_succeeded(**guard)
+    nixa.throttle.secret_succeeded(**_guard(request, nixa, pending, entry.id, level, ch.get("identifier")))
+    pending = flow.update(nixa, pending, lambda p: p.extra.pop("challenge", None))
+    return _accepted(request, nixa, pending, t, entry, assertion, level)
 
 
 # ---- redirect-style (upstream OpenID provider) -------------------------------------------------------
@@ -274,9 +364,9 @@ async def redirect_start(request: Request, rid: str, connector_id: str) -> Respo
 
 
 def _redirect_start(request: Request, nixa: Any, pending: flow.Pending, t: Any, form: dict[str, str], connector_id: str) -> Response:
-    entry = nixa.connectors.entry(connector_id)
-    if entry is None or not isinstance(entry.instance, RedirectConnector):
-        return message(request, t, "error_bad_request", detail="unknown sign-in method")
+    entry, level, early = _offered_method(request, nixa, pending, t, connector_id, RedirectConnector, "redirect")
+    if early:
+        return early
     state = secrets.token_urlsafe(24)
     callback = f"{nixa.settings.issuer}/login/callback/{connector_id}"
     hint = form.get("login_hint") or pending.params.get("login_hint")
@@ -305,15 +395,15 @@ def redirect_callback(request: Request, connector_id: str) -> Response:
     pending = flow.load(nixa, data["rid"], browser_id(request))
     if pending is None:
         return message(request, t, "error_expired_request")
-    entry = nixa.connectors.entry(connector_id)
-    if entry is None:
-        return message(request, t, "error_expired_request")
+    entry, level, early = _offered_method(request, nixa, pending, t, connector_id, RedirectConnector, "redirect")
+    if early:
+        return early
     callback = f"{nixa.settings.issuer}/login/callback/{connector_id}"
     try:
         assertion = entry.instance.handle_callback(params, callback, data["saved"])
     except ConnectorError as err:
         return _failed(request, nixa, pending, t, connector_id, err)
-    return _accepted(request, nixa, pending, t, entry, assertion, int(entry.loa))
+    return _accepted(request, nixa, pending, t, entry, assertion, level)
 
 
 # ---- certificate-style ---------------------------------------------------------------------------------
@@ -329,23 +419,23 @@ async def certificate_start(request: Request, rid: str, connector_id: str) -> Re
 
 def _certificate_page(request: Request, nixa: Any, pending: flow.Pending, t: Any, connector_id: str, error: str | None = None,
                       status: int = 200) -> Response:
-    from connectors.base import CertificateConnector
-
-    entry = nixa.connectors.entry(connector_id)
-    if entry is None or not isinstance(entry.instance, CertificateConnector):
-        return message(request, t, "error_bad_request", detail="unknown sign-in method")
+    entry, level, early = _offered_method(request, nixa, pending, t, connector_id, CertificateConnector, "cert")
+    if early:
+        return early
     header = entry.config.get("proxy_header", "x-ssl-client-cert")
     forwarded = request.headers.get(header)
-    if forwarded:
+    if forwarded and hasattr(entry.instance, "from_proxy_header"):
         # mTLS terminated at the reverse proxy: accepted only from a configured proxy address.
         try:
             assertion = entry.instance.from_proxy_header(forwarded, request.client.host if request.client else "")
         except ConnectorError as err:
             return _failed(request, nixa, pending, t, connector_id, err)
-        return _accepted(request, nixa, pending, t, entry, assertion, int(entry.loa))
+        return _accepted(request, nixa, pending, t, entry, assertion, level)
+    if not hasattr(entry.instance, "new_challenge"):
+        return message(request, t, "error_bad_request", detail="unknown sign-in method")
     challenge = entry.instance.new_challenge()
-    pending.extra["cert_challenge"] = challenge  # the signature must answer this page's challenge
-    flow.save(nixa, pending)
+    # The signature must answer this page's challenge.
+    pending = flow.update(nixa, pending, lambda p: p.extra.__setitem__("cert_challenge", challenge))
     csrf = csrf_token(nixa.csrf_key, browser_id(request) or "", pending.rid)
     return render(request, "certificate.html", t, status=status, rid=pending.rid, csrf=csrf, challenge=challenge,
                   connector_id=connector_id, error=error)
@@ -360,22 +450,33 @@ async def certificate_verify(request: Request, rid: str, connector_id: str) -> R
 
 
 def _certificate_verify(request: Request, nixa: Any, pending: flow.Pending, t: Any, form: dict[str, str], connector_id: str) -> Response:
-    entry = nixa.connectors.entry(connector_id)
-    if entry is None:
-        return message(request, t, "error_bad_request", detail="unknown sign-in method")
+    entry, level, early = _offered_method(request, nixa, pending, t, connector_id, CertificateConnector, "cert")
+    if early:
+        return early
+    if not hasattr(entry.instance, "parse_agent_response") or not pending.extra.get("cert_challenge"):
+        return message(request, t, "error_expired_request")
+    ip = client_ip(request, nixa)
     try:
         chain, signed = entry.instance.parse_agent_response(form.get("signed", ""))
+    except ConnectorError as err:
+        nixa.events.emit("login.failed", client_id=pending.client_id, ip=ip, data={"method": connector_id, "reason": err.code})
+        return _certificate_page(request, nixa, pending, t, connector_id, error=_error_text(t, err), status=400)
+    # Keyed on the certificate presented: a wrong signature over and over is throttled per
+    # certificate and per address, never across everyone's certificates.
+    guard = _guard(request, nixa, pending, entry.id, level, hashlib.sha256(chain[0]).hexdigest())
+    wait = nixa.throttle.secret_attempt(**guard)
+    if wait:
+        return _throttled(request, nixa, pending, t, entry.id, wait)
+    try:
         if signed.get("challenge") != pending.extra.get("cert_challenge"):
-            from connectors.base import ChallengeExpired
-
             raise ChallengeExpired("the signature does not answer this sign-in's challenge", code="challenge_expired")
         assertion = entry.instance.authenticate(chain, signed)
     except ConnectorError as err:
-        nixa.events.emit("login.failed", client_id=pending.client_id, ip=client_ip(request, nixa),
-                         data={"method": connector_id, "reason": err.code})
+        nixa.events.emit("login.failed", client_id=pending.client_id, ip=ip, data={"method": connector_id, "reason": err.code})
         return _certificate_page(request, nixa, pending, t, connector_id, error=_error_text(t, err),
                                  status=503 if err.code == "upstream_unavailable" else 401)
-    return _accepted(request, nixa, pending, t, entry, assertion, int(entry.loa))
+    nixa.throttle.secret_succeeded(**guard)
+    return _accepted(request, nixa, pending, t, entry, assertion, level)
 
 
 # ---- proofing: a source without the national ID asks for it once -----------------------------------

@@ -9,7 +9,8 @@ issued by Authlib's grant when the last step is done.
 from __future__ import annotations
 
 import secrets
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
 
@@ -39,8 +40,21 @@ class PageError(Exception):
         self.status = status
 
 
+class Conflict(PageError):
+    """The pending request kept changing under us (another tab): the person reloads the page."""
+
+    def __init__(self) -> None:
+        super().__init__("request_conflict", 409)
+
+
+CAS_RETRIES = 32  # each retry means another writer landed: bounded by the number of writers
+
+
 @dataclass
 class Pending:
+    """The single source of truth for one sign-in: what was asked, which methods were offered
+    (with the level each reaches), which steps were done (with the level each reached)."""
+
     rid: str
     client_id: str
     params: dict[str, str]
@@ -49,10 +63,12 @@ class Pending:
     max_age: int | None
     prompts: list[str]
     created_at: float
-    login_done: bool = False
     consent_done: bool = False
     proofing: dict | None = None  # an assertion waiting for national-ID proofing
     extra: dict = field(default_factory=dict)
+    offered: dict[str, int] = field(default_factory=dict)  # method id -> level it reaches
+    steps: list[dict] = field(default_factory=list)  # {"method", "loa", "person_id", "at"}
+    v: int = 0  # compare-and-set version (EphemeralStore.cas)
 
     @property
     def scopes(self) -> set[str]:
@@ -61,6 +77,30 @@ class Pending:
     @property
     def level(self) -> LevelOfAssurance:
         return LevelOfAssurance(self.required_loa)
+
+    @property
+    def proof_level(self) -> int:
+        """The level a step must reach now: while proofing a national ID for a source, at least
+        the level that source will be trusted for (linking.py); otherwise the level asked."""
+        if self.proofing:
+            return max(self.required_loa, int(self.proofing["loa"]))
+        return self.required_loa
+
+    def offered_level(self, method_id: str) -> int | None:
+        """The level `method_id` was offered at for this request, or None if it was not offered
+        (a POST to a method the page never showed is refused, whatever the browser sends)."""
+        level = self.offered.get(method_id)
+        return int(level) if level is not None and int(level) >= self.proof_level else None
+
+    def done_since(self, person_id: str) -> float | None:
+        """When this request's first step for `person_id` at the required level was done."""
+        times = [s["at"] for s in self.steps if s["person_id"] == person_id and s["loa"] >= self.required_loa]
+        return min(times) if times else None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Pending:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def add_query(uri: str, params: dict[str, str]) -> str:
@@ -74,12 +114,25 @@ def error_redirect(nixa: Any, redirect_uri: str, error: str, description: str, s
     return add_query(redirect_uri, {"error": error, "error_description": description, "state": state, "iss": nixa.settings.issuer})
 
 
-def required_level(params: dict[str, str]) -> int:
-    """acr_values lists acceptable levels; the weakest acceptable one is what must be reached.
-    Values NIXA doesn't know are ignored (they are voluntary claims, OIDC Core §3.1.2.1)."""
-    levels = [LevelOfAssurance.from_acr(v) for v in params.get("acr_values", "").split()]
-    known = [lv for lv in levels if lv is not None]
-    return int(min(known)) if known else int(LevelOfAssurance.LOW)
+SUPPORTED_ACR = " ".join(lv.acr for lv in LevelOfAssurance)
+
+
+def required_level(params: dict[str, str], client: Any = None) -> int:
+    """acr_values (else the client's registered default_acr_values) lists acceptable levels; the
+    weakest acceptable one must be reached, and never less than the client's registered minimum
+    (`nixa_minimum_acr`). Values NIXA does not know are skipped when a known one is listed; a
+    list of which NIXA supports none is refused, naming the supported values: silently signing
+    the person in at low after a typo would give the client less than it asked for."""
+    values = params.get("acr_values", "").split()
+    metadata = client.metadata if client is not None else {}
+    if not values:
+        values = list(metadata.get("default_acr_values") or [])
+    known = [lv for lv in (LevelOfAssurance.from_acr(v) for v in values) if lv is not None]
+    if values and not known:
+        raise AuthorizationError("invalid_request", f"acr_values: none of the requested levels is supported; supported: {SUPPORTED_ACR}")
+    level = int(min(known)) if known else int(LevelOfAssurance.LOW)
+    minimum = LevelOfAssurance.from_acr(str(metadata.get("nixa_minimum_acr") or ""))
+    return max(level, int(minimum)) if minimum is not None else level
 
 
 def check_authorization_request(nixa: Any, client: Any, params: dict[str, str]) -> None:
@@ -151,6 +204,7 @@ def begin(nixa: Any, params: dict[str, str], browser_id: str, session: SsoSessio
         req = NixaRequest("GET", nixa.settings.issuer + "/authorize", {}, query=params)
         nixa.server.get_consent_grant(req, end_user=None)  # Authlib's own checks (scope, PKCE, ...)
         hint_sub = _id_token_hint_subject(nixa, client, params)
+        required = required_level(params, client)
     except AuthorizationError as err:
         nixa.events.emit("authorization.failed", client_id=client.client_id, data={"error": err.error})
         return "redirect", error_redirect(nixa, params["redirect_uri"], err.error, err.description, state)
@@ -163,7 +217,7 @@ def begin(nixa: Any, params: dict[str, str], browser_id: str, session: SsoSessio
         client_id=client.client_id,
         params=params,
         browser=browser_id,
-        required_loa=required_level(params),
+        required_loa=required,
         max_age=int(params["max_age"]) if "max_age" in params else client.metadata.get("default_max_age"),
         prompts=params.get("prompt", "").split(),
         created_at=nixa.clock(),
@@ -186,31 +240,79 @@ def _id_token_hint_subject(nixa: Any, client: Any, params: dict[str, str]) -> st
     return str(claims.get("sub"))
 
 
+def _key(rid: str) -> str:
+    return f"authz:{rid}"
+
+
+def _ttl_left(nixa: Any, pending: Pending) -> float:
+    return pending.created_at + nixa.settings.pending_request_ttl - nixa.clock()
+
+
 def save(nixa: Any, pending: Pending) -> None:
-    nixa.store.put(f"authz:{pending.rid}", asdict(pending), nixa.settings.pending_request_ttl)
+    """Store a new pending request (its first version)."""
+    nixa.store.put(_key(pending.rid), asdict(pending), nixa.settings.pending_request_ttl)
+
+
+def update(nixa: Any, pending: Pending, change: Callable[[Pending], None]) -> Pending:
+    """Apply `change` to the pending request and store it, compare-and-set on its version: when
+    another tab changed it meanwhile, reload and apply `change` to that, so no step is lost.
+    Returns the stored state (which `change` was applied to)."""
+    for _ in range(CAS_RETRIES):
+        change(pending)
+        left = _ttl_left(nixa, pending)
+        if left <= 0:
+            raise PageError("expired_request")
+        version = pending.v
+        pending.v = version + 1
+        if nixa.store.cas(_key(pending.rid), version, asdict(pending), left):
+            return pending
+        fresh = nixa.store.get(_key(pending.rid))
+        if not fresh or fresh.get("browser") != pending.browser:
+            raise PageError("expired_request")
+        pending = Pending.from_dict(fresh)
+    raise Conflict()
+
+
+def record_step(nixa: Any, pending: Pending, *, method: str, loa: int, person_id: str, at: float) -> Pending:
+    """A method proved who the person is, at `loa`, for this request, at `at` (the SSO
+    session's time of that authentication)."""
+    step = {"method": method, "loa": int(loa), "person_id": person_id, "at": at}
+
+    def add(p: Pending) -> None:
+        p.steps.append(step)
+        p.extra.pop("challenge", None)
+        p.extra.pop("cert_challenge", None)
+
+    return update(nixa, pending, add)
 
 
 def load(nixa: Any, rid: str | None, browser_id: str | None) -> Pending | None:
     if not rid or len(rid) > 64 or not browser_id:
         return None
-    data = nixa.store.get(f"authz:{rid}")
+    data = nixa.store.get(_key(rid))
     if not data or data["browser"] != browser_id:
         return None  # bound to the browser that started it
-    return Pending(**data)
+    return Pending.from_dict(data)
+
+
+def satisfying_level(nixa: Any, pending: Pending, session: SsoSession | None) -> tuple[int, float] | None:
+    """The (level, auth_time) of the session's authentication that satisfies this request:
+    at least the required level, recent enough for max_age. A sign-in done for this very
+    request is recent enough (else max_age=0 would loop forever)."""
+    if session is None or session.loa < pending.required_loa or pending.proofing:
+        return None
+    return session.satisfying(pending.required_loa, pending.max_age, nixa.clock(), pending.done_since(session.person_id))
 
 
 def session_satisfies(nixa: Any, pending: Pending, session: SsoSession | None) -> bool:
-    if session is None:
+    if satisfying_level(nixa, pending, session) is None:
         return False
-    if session.loa < pending.required_loa:
-        return False
-    # A sign-in done for this very request satisfies max_age (else max_age=0 would loop forever).
-    if pending.max_age is not None and not pending.login_done and nixa.clock() - session.auth_time > pending.max_age:
-        return False
-    if ("login" in pending.prompts or "select_account" in pending.prompts) and not pending.login_done:
+    assert session is not None
+    login_done = pending.done_since(session.person_id) is not None
+    if ("login" in pending.prompts or "select_account" in pending.prompts) and not login_done:
         return False
     hint_sub = pending.extra.get("hint_sub")
-    if hint_sub and not pending.login_done:
+    if hint_sub and not login_done:
         client = nixa.clients.get(pending.client_id)
         if client is None or nixa.people.subject_for(session.person_id, client) != hint_sub:
             return False  # the session is someone else's: ask who is there
@@ -243,13 +345,13 @@ def advance(nixa: Any, pending: Pending, session: SsoSession | None) -> tuple[st
     redirect_uri = pending.params["redirect_uri"]
     if not session_satisfies(nixa, pending, session):
         if none:
-            nixa.store.delete(f"authz:{pending.rid}")
+            nixa.store.delete(_key(pending.rid))
             return "redirect", error_redirect(nixa, redirect_uri, "login_required", "The person must sign in", state)
         return "interaction", pending.rid
     assert session is not None
     if needs_consent(nixa, pending, session):
         if none:
-            nixa.store.delete(f"authz:{pending.rid}")
+            nixa.store.delete(_key(pending.rid))
             return "redirect", error_redirect(nixa, redirect_uri, "consent_required", "The person must consent", state)
         return "interaction", pending.rid
     return "finish", pending.rid
@@ -257,10 +359,14 @@ def advance(nixa: Any, pending: Pending, session: SsoSession | None) -> tuple[st
 
 def finish(nixa: Any, rid: str, browser_id: str, session: SsoSession) -> str:
     """Issue the code. The pending request is taken once: a double submit yields one code."""
-    data = nixa.store.take(f"authz:{rid}")
+    data = nixa.store.take(_key(rid))
     if not data or data["browser"] != browser_id:
         raise PageError("expired_request")
-    pending = Pending(**data)
+    pending = Pending.from_dict(data)
+    picked = satisfying_level(nixa, pending, session)
+    if picked is None or not session_satisfies(nixa, pending, session):
+        raise PageError("expired_request")  # never a code for a session that does not satisfy the request
+    level, auth_time = picked
     params = pending.params
     client = nixa.clients.get(pending.client_id)
     if client is None:
@@ -270,8 +376,8 @@ def finish(nixa: Any, rid: str, browser_id: str, session: SsoSession) -> str:
         person_id=session.person_id,
         grant_id=secrets.token_hex(16),
         sid=session.sid,
-        auth_time=session.auth_time,
-        acr=session.acr,
+        auth_time=auth_time,
+        acr=LevelOfAssurance(level).acr,
         amr=list(session.amr),
         nonce=params.get("nonce"),
         methods=list(session.methods),
@@ -286,15 +392,15 @@ def finish(nixa: Any, rid: str, browser_id: str, session: SsoSession) -> str:
         return error_redirect(nixa, params["redirect_uri"], err.error, err.description or err.error, params.get("state"))
     location = dict(headers)["Location"]
     nixa.events.emit("authorization.succeeded", person_id=session.person_id, client_id=client.client_id,
-                     data={"acr": session.acr, "scope": req.scope})
+                     data={"acr": LevelOfAssurance(level).acr, "scope": req.scope})
     return add_query(location, {"iss": nixa.settings.issuer})
 
 
 def deny(nixa: Any, rid: str, browser_id: str, error: str = "access_denied", description: str = "The person declined") -> str:
-    data = nixa.store.take(f"authz:{rid}")
+    data = nixa.store.take(_key(rid))
     if not data or data["browser"] != browser_id:
         raise PageError("expired_request")
-    pending = Pending(**data)
+    pending = Pending.from_dict(data)
     nixa.events.emit("consent.denied" if error == "access_denied" else "authorization.failed", client_id=pending.client_id,
                      data={"error": error})
     return error_redirect(nixa, pending.params["redirect_uri"], error, description, pending.params.get("state"))

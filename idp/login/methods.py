@@ -1,9 +1,11 @@
-"""Which sign-in methods a pending request may use (only those reaching its level), and the
-throttle every secret-checking path goes through."""
+"""Which sign-in methods a pending request may use (only those reaching its level), their ids
+(what the pending request records as offered), and the canonical identifier each method's
+throttle is keyed on."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from connectors.base import (
@@ -13,7 +15,37 @@ from connectors.base import (
     LevelOfAssurance,
     PasswordConnector,
     RedirectConnector,
+    canonical_username,
 )
+from connectors.population.cccd import normalize_pin
+from connectors.telecom.phone import normalize_msisdn
+from idp.identity.linking import PROOF_TYPES
+
+LOCAL_METHOD = "local"
+
+
+def method_id(connector_id: str, capability: str) -> str:
+    """The id a method is offered (and checked) under: `<connector>-<capability>`; a
+    password-style connector's id is the connector id itself, the local accounts' `local`."""
+    return connector_id if capability == "password" else f"{connector_id}-{capability}"
+
+
+# The canonical form of each identifying form field: the same functions the connectors use for
+# their own lookups, so a variant of an identifier (spaces, full-width or other Unicode digits,
+# case) is the same account to the throttle as to the source.
+CANONICAL: dict[str, Callable[[str], str]] = {"pin": normalize_pin, "phone": normalize_msisdn, "username": canonical_username}
+
+
+def canonical_identifier(form: dict[str, str], field_names: list[str]) -> str | None:
+    """The canonical identifier in a submitted form, or None when it is not a valid one."""
+    for name in field_names:
+        canon = CANONICAL.get(name)
+        if canon is not None:
+            try:
+                return canon(form.get(name, ""))
+            except ValueError:
+                return None
+    return None
 
 
 def _fields(fields: Any, t: Any, values: dict[str, str] | None = None) -> list[dict]:
@@ -24,39 +56,37 @@ def _fields(fields: Any, t: Any, values: dict[str, str] | None = None) -> list[d
     ]
 
 
-PROOFING_TYPES = ("population", "certificate")
+def challenge_level(entry: Any) -> int:
+    return int(LevelOfAssurance.parse(entry.config.get("challenge_loa", entry.loa)))
 
 
 def connector_methods(nixa: Any, required: int, t: Any, proofing: bool = False) -> list[dict]:
     """One entry per (connector, capability) whose level reaches `required`. While proofing a
-    national ID, only the sources that prove it (registry, certificate) are offered."""
+    national ID, only the methods that prove one (linking.py) are offered: the registry's
+    challenge (code to the phone on record) and certificates."""
     out = []
     for entry in nixa.connectors.entries():
-        if proofing and entry.type not in PROOFING_TYPES:
+        if proofing and entry.type not in PROOF_TYPES:
             continue
         c = entry.instance
         label = entry.display_name_vi if t.lang == "vi" else entry.display_name_en
         label = label or entry.id
-        # A connector can reach a higher level through a challenge (registry + SMS OTP) than
-        # through its password-style check alone: offer each capability at its own level.
-        challenge_loa = int(LevelOfAssurance.parse(entry.config.get("challenge_loa", entry.loa)))
-        if isinstance(c, ChallengeConnector) and challenge_loa >= required:
-            out.append({"id": f"{entry.id}-challenge", "connector": entry.id, "kind": "form", "loa": challenge_loa,
-                        "label": label if not isinstance(c, PasswordConnector) else f"{label} ({t('with_sms_code')})",
-                        "action_suffix": f"challenge/{entry.id}", "fields": _fields(c.challenge_fields, t),
+        if isinstance(c, ChallengeConnector) and challenge_level(entry) >= required:
+            out.append({"id": method_id(entry.id, "challenge"), "connector": entry.id, "kind": "form", "loa": challenge_level(entry),
+                        "label": label, "action_suffix": f"challenge/{entry.id}", "fields": _fields(c.challenge_fields, t),
                         "button": t("continue")})
-        if isinstance(c, PasswordConnector) and int(entry.loa) >= required:
-            out.append({"id": entry.id, "connector": entry.id, "kind": "form", "loa": int(entry.loa),
-                        "label": label if not isinstance(c, ChallengeConnector) else f"{label} ({t('knowledge_only')})",
-                        "action_suffix": f"password/{entry.id}", "fields": _fields(c.fields, t)})
-        if isinstance(c, RedirectConnector) and int(entry.loa) >= required:
+        if isinstance(c, PasswordConnector) and not proofing and int(entry.loa) >= required:
+            out.append({"id": method_id(entry.id, "password"), "connector": entry.id, "kind": "form", "loa": int(entry.loa),
+                        "label": label, "action_suffix": f"password/{entry.id}", "fields": _fields(c.fields, t)})
+        if isinstance(c, RedirectConnector) and not proofing and int(entry.loa) >= required:
             hint_fields = list(getattr(c, "hint_fields", ()))
             if not hint_fields and any(k in str(entry.config.get("login_hint_format", "")) for k in ("msisdn", "e164")):
                 hint_fields = [FormField("login_hint", "Số điện thoại di động", "Mobile phone number", "tel", "tel")]
-            out.append({"id": f"{entry.id}-redirect", "connector": entry.id, "kind": "link", "loa": int(entry.loa), "label": label,
-                        "action_suffix": f"redirect/{entry.id}", "fields": _fields(hint_fields, t), "button": t("continue")})
+            out.append({"id": method_id(entry.id, "redirect"), "connector": entry.id, "kind": "link", "loa": int(entry.loa),
+                        "label": label, "action_suffix": f"redirect/{entry.id}", "fields": _fields(hint_fields, t),
+                        "button": t("continue")})
         if isinstance(c, CertificateConnector) and int(entry.loa) >= required:
-            out.append({"id": f"{entry.id}-cert", "connector": entry.id, "kind": "link", "loa": int(entry.loa), "label": label,
+            out.append({"id": method_id(entry.id, "cert"), "connector": entry.id, "kind": "link", "loa": int(entry.loa), "label": label,
                         "action_suffix": f"certificate/{entry.id}", "fields": [], "button": t("continue")})
     return out
 
@@ -71,11 +101,11 @@ def _username_hint(hint: str | None) -> str | None:
 
 def available_methods(nixa: Any, pending: Any, t: Any, csrf: str) -> list[dict]:
     proofing = bool(pending.proofing)
-    required = int(LevelOfAssurance.LOW) if proofing else pending.required_loa
+    required = pending.proof_level
     methods: list[dict] = []
     if not proofing and nixa.settings.local_accounts and required <= LevelOfAssurance.LOW:
         methods.append({
-            "id": "local", "kind": "form", "loa": int(LevelOfAssurance.LOW), "label": t("method_local"),
+            "id": LOCAL_METHOD, "kind": "form", "loa": int(LevelOfAssurance.LOW), "label": t("method_local"),
             "action": f"/interaction/{pending.rid}/local",
             "fields": [
                 {"name": "username", "label": t("username"), "kind": "text", "autocomplete": "username", "pattern": None,
@@ -89,21 +119,3 @@ def available_methods(nixa: Any, pending: Any, t: Any, csrf: str) -> list[dict]:
         methods.append(m)
     methods.sort(key=lambda m: -m["loa"])
     return methods
-
-
-def throttle(nixa: Any, keys: list[str], *, peek: bool = False) -> int:
-    """Count a failure against every key (account, address); with peek, only tell whether any
-    key is over its limit. Returns seconds to wait, 0 when free."""
-    limit = nixa.settings.login_attempts_per_window
-    window = nixa.settings.login_window
-    wait = 0
-    for key in keys:
-        name = f"throttle:{key}"
-        if peek:
-            count = nixa.store.get(name) or 0
-        else:
-            count = nixa.store.incr(name, window)
-        factor = 10 if key.startswith("ip:") else 1  # an address may be shared (NAT): more slack
-        if int(count) >= limit * factor:
-            wait = max(wait, int(nixa.store.ttl(name) or window))
-    return wait

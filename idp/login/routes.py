@@ -8,9 +8,10 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from connectors.base import LevelOfAssurance
+from connectors.base import LevelOfAssurance, NotAllowed, canonical_username
+from idp.identity import status as id_status
 from idp.login import flow
-from idp.login.methods import available_methods, throttle
+from idp.login.methods import LOCAL_METHOD, available_methods
 from idp.login.pages import (
     browser_id,
     ensure_browser_id,
@@ -74,10 +75,10 @@ def _authorize_request(request: Request, nixa: Any, t: Any, params: dict[str, st
 
 
 def _finish(nixa: Any, rid: str, bid: str, cookie: str | None, session: Any) -> str:
-    pending = nixa.store.get(f"authz:{rid}") or {}
+    pending = flow.load(nixa, rid, bid)
     url = flow.finish(nixa, rid, bid, session)
-    if pending.get("client_id"):
-        sessions(nixa).add_client(cookie, session, pending["client_id"])
+    if pending is not None:
+        sessions(nixa).add_client(cookie, session, pending.client_id)
     return url
 
 
@@ -120,6 +121,10 @@ def _show_step(request: Request, nixa: Any, pending: flow.Pending, t: Any, error
         url = flow.deny(nixa, pending.rid, bid, "unmet_authentication_requirements",
                         "No sign-in method reaches the requested level of assurance")
         return redirect(url)
+    offered = {m["id"]: int(m["loa"]) for m in methods}
+    if offered != pending.offered:
+        # What this page offers is what the POSTs may use (each checks its method against it).
+        pending = flow.update(nixa, pending, lambda p: setattr(p, "offered", offered))
     return render(request, "login.html", t, status=status, rid=pending.rid, csrf=csrf, client_name=client.name,
                   level=pending.required_loa, methods=methods, error=error, proofing=bool(pending.proofing))
 
@@ -139,12 +144,33 @@ def _csrf_ok(request: Request, nixa: Any, rid: str, form: dict[str, str]) -> boo
     return check_csrf(nixa.csrf_key, browser_id(request), rid, form.get("csrf"))
 
 
+def refuse_method(request: Request, nixa: Any, pending: flow.Pending, t: Any, method: str) -> Response:
+    """A POST for a method this request never offered, or below the level it needs."""
+    nixa.events.emit("login.failed", client_id=pending.client_id, ip=client_ip(request, nixa),
+                     data={"method": method, "reason": "method_not_offered"})
+    return message(request, t, "error_method_not_offered", 400)
+
+
 def signed_in(request: Request, nixa: Any, pending: flow.Pending, t: Any, *, person_id: str, loa: int, amr: list[str],
               method: str) -> Response:
-    """A method proved who the person is: establish or step up the SSO session, move on."""
+    """A method proved who the person is: establish or step up the SSO session, move on.
+    The one door to a session: the step must reach the level this request needs, and the
+    registry must still hold the person's ID as usable."""
+    ip = client_ip(request, nixa)
+    if loa < pending.required_loa:
+        nixa.events.emit("login.failed", person_id=person_id, client_id=pending.client_id, ip=ip,
+                         data={"method": method, "reason": "level_not_reached", "loa": loa})
+        return message(request, t, "error_method_not_offered", 400)
+    try:
+        id_status.check_person(nixa, person_id, ip=ip)
+    except NotAllowed as err:
+        nixa.events.emit("login.failed", person_id=person_id, client_id=pending.client_id, ip=ip,
+                         data={"method": method, "reason": err.code})
+        from idp.login.federated import _error_text
+
+        return _show_step(request, nixa, pending, t, error=_error_text(t, err), status=403)
     cookie, session = sessions(nixa).establish(session_cookie(request), person_id=person_id, loa=loa, amr=amr, method=method)
-    pending.login_done = True
-    flow.save(nixa, pending)
+    pending = flow.record_step(nixa, pending, method=method, loa=loa, person_id=person_id, at=session.auth_time)
     nixa.events.emit("login.succeeded", person_id=person_id, client_id=pending.client_id, ip=client_ip(request, nixa),
                      data={"method": method, "acr": LevelOfAssurance(session.loa).acr, "amr": amr})
     if flow.session_satisfies(nixa, pending, session) and not flow.needs_consent(nixa, pending, session):
@@ -172,17 +198,25 @@ def _local_login(request: Request, nixa: Any, pending: flow.Pending | None, t: A
         return message(request, t, "error_expired_request")
     if not _csrf_ok(request, nixa, pending.rid, form):
         return message(request, t, "error_csrf", 403)
-    username = form.get("username", "")[:128]
+    level = pending.offered_level(LOCAL_METHOD)
+    if level is None:
+        return refuse_method(request, nixa, pending, t, LOCAL_METHOD)
+    try:
+        username = canonical_username(form.get("username", ""))
+    except ValueError:
+        username = ""
     ip = client_ip(request, nixa)
-    wait = throttle(nixa, ["local:" + username.lower(), "ip:" + (ip or "")], peek=True)
+    guard = {"method": LOCAL_METHOD, "level": level, "identifier": username, "ip": ip, "request_id": pending.rid,
+             "browser": browser_id(request)}
+    wait = nixa.throttle.secret_attempt(**guard)  # counted before the check: parallel guesses cannot pass the limit
     if wait:
-        nixa.events.emit("login.throttled", client_id=pending.client_id, ip=ip, data={"method": "local"})
+        nixa.events.emit("login.throttled", client_id=pending.client_id, ip=ip, data={"method": LOCAL_METHOD})
         return _show_step(request, nixa, pending, t, error=t("rate_limited", seconds=wait), status=429)
-    person_id = nixa.people.check_local_password(username, form.get("password", ""))
+    person_id = nixa.people.check_local_password(username, form.get("password", "")) if username else None
     if person_id is None:
-        throttle(nixa, ["local:" + username.lower(), "ip:" + (ip or "")])
         nixa.events.emit("login.failed", client_id=pending.client_id, ip=ip, data={"method": "local", "reason": "invalid_credentials"})
         return _show_step(request, nixa, pending, t, error=t("invalid_credentials"), status=401)
+    nixa.throttle.secret_succeeded(**guard)
     return signed_in(request, nixa, pending, t, person_id=person_id, loa=int(LevelOfAssurance.LOW), amr=["pwd"], method="local")
 
 
@@ -209,8 +243,7 @@ def _consent(request: Request, nixa: Any, pending: flow.Pending | None, t: Any, 
         return redirect(flow.deny(nixa, pending.rid, browser_id(request) or ""))
     client = nixa.clients.get(pending.client_id)
     nixa.record_consent(session.person_id, pending.client_id, flow.client_scopes(client, pending) - {"openid"})
-    pending.consent_done = True
-    flow.save(nixa, pending)
+    pending = flow.update(nixa, pending, lambda p: setattr(p, "consent_done", True))
     return _complete(request, nixa, pending, session, cookie)
 
 

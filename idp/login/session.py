@@ -1,18 +1,28 @@
-"""The SSO session: who signed in, how (methods, amr), to which level, when, and which apps
-were given a session since. Kept in the ephemeral store under a hash of the cookie value."""
+"""The SSO session: who signed in, how (methods, amr), to which level, when (per level), and which
+apps were given a session since. Kept in the ephemeral store under a hash of the cookie value.
+
+`auth_times` keeps, for each level, when the person last authenticated at that level or higher,
+so `max_age` and `prompt=login` are judged against the authentication that satisfies the level
+asked for (a fresh password does not make a two-hour-old certificate sign-in fresh).
+
+Updates are compare-and-set on the document's version `v` (EphemeralStore.cas): two tabs adding
+their app at once both land.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from connectors.base import LevelOfAssurance
 
 SESSION_COOKIE = "nixa_session"
 BROWSER_COOKIE = "nixa_browser"
+CAS_RETRIES = 32  # each retry means another writer landed: bounded by the number of writers
 
 
 def cookie_name(base: str, secure: bool) -> str:
@@ -28,12 +38,14 @@ def _h(value: str) -> str:
 class SsoSession:
     sid: str
     person_id: str
-    auth_time: float
-    loa: int
+    auth_time: float  # the latest authentication, whatever its level
+    loa: int  # the highest level reached in this session
     amr: list[str] = field(default_factory=list)
     methods: list[str] = field(default_factory=list)
     clients: list[str] = field(default_factory=list)
     created_at: float = 0.0
+    auth_times: dict[str, float] = field(default_factory=dict)  # str(level) -> last auth at >= level
+    v: int = 0
 
     @property
     def level(self) -> LevelOfAssurance:
@@ -43,9 +55,40 @@ class SsoSession:
     def acr(self) -> str:
         return self.level.acr
 
+    def authenticated(self, loa: int, at: float) -> None:
+        """Record an authentication at `loa`: it is the newest one at that level and below."""
+        for level in LevelOfAssurance:
+            if int(level) <= loa:
+                self.auth_times[str(int(level))] = at
+        self.loa = max(self.loa, loa)
+        self.auth_time = at
+
+    def satisfying(self, required: int, max_age: int | None, now: float, fresh_since: float | None = None) -> tuple[int, float] | None:
+        """The highest level >= `required` whose last authentication is recent enough for
+        `max_age` (or happened during this request, at or after `fresh_since`), with its time."""
+        for level in sorted(LevelOfAssurance, reverse=True):
+            if int(level) < required:
+                break
+            at = self.auth_times.get(str(int(level)))
+            if at is None:
+                continue
+            if max_age is None or now - at <= max_age or (fresh_since is not None and at >= fresh_since):
+                return int(level), at
+        return None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SsoSession:
+        known = {f.name for f in fields(cls)}
+        session = cls(**{k: v for k, v in data.items() if k in known})
+        if not session.auth_times:  # a session stored before per-level times: its one time, its level
+            session.auth_times = {str(int(lv)): session.auth_time for lv in LevelOfAssurance if int(lv) <= session.loa}
+        return session
+
 
 class Sessions:
-    def __init__(self, store: Any, ttl: int, clock: Any) -> None:
+    """The typed repository of SSO sessions (keys `sso:`, `sid:`, `person-sessions:`)."""
+
+    def __init__(self, store: Any, ttl: int, clock: Callable[[], float]) -> None:
         self.store = store
         self.ttl = ttl
         self.clock = clock
@@ -56,17 +99,40 @@ class Sessions:
         data = self.store.get(f"sso:{_h(cookie_value)}")
         if not data:
             return None
-        session = SsoSession(**data)
+        session = SsoSession.from_dict(data)
         if session.created_at + self.ttl <= self.clock():
             return None  # absolute lifetime: activity does not stretch a session forever
         return session
 
-    def save(self, cookie_value: str, session: SsoSession) -> None:
-        left = session.created_at + self.ttl - self.clock()
+    def _left(self, session: SsoSession) -> float:
+        return session.created_at + self.ttl - self.clock()
+
+    def _create(self, cookie_value: str, session: SsoSession) -> None:
+        left = self._left(session)
         if left <= 0:
             return
         self.store.put(f"sso:{_h(cookie_value)}", asdict(session), left)
         self.store.put(f"sid:{session.sid}", {"cookie_hash": _h(cookie_value), "person_id": session.person_id}, left)
+        self.store.sadd(f"person-sessions:{session.person_id}", session.sid, left)
+
+    def update(self, cookie_value: str, session: SsoSession, change: Callable[[SsoSession], None]) -> SsoSession:
+        """Apply `change` and store it, compare-and-set: on a concurrent update, reload and apply
+        again, so neither writer's change is lost."""
+        key = f"sso:{_h(cookie_value)}"
+        for _ in range(CAS_RETRIES):
+            change(session)
+            left = self._left(session)
+            if left <= 0:
+                return session
+            version = session.v
+            session.v = version + 1
+            if self.store.cas(key, version, asdict(session), left):
+                return session
+            fresh = self.store.get(key)
+            if not fresh:
+                return session  # ended meanwhile (logout): nothing to add to
+            session = SsoSession.from_dict(fresh)
+        raise RuntimeError("SSO session kept changing under us")
 
     def establish(self, cookie_value: str | None, *, person_id: str, loa: int, amr: list[str], method: str) -> tuple[str, SsoSession]:
         """After a successful authentication: step up the current session when it is the same
@@ -74,26 +140,32 @@ class Sessions:
         now = self.clock()
         current = self.load(cookie_value)
         if current is not None and current.person_id == person_id:
-            current.loa = max(current.loa, loa)
+            self.end(cookie_value)  # rotate the cookie value on every authentication
+            current.authenticated(loa, now)
             current.amr = sorted(set(current.amr) | set(amr))
             current.methods = sorted(set(current.methods) | {method})
-            current.auth_time = now
-            self.end(cookie_value)  # rotate the cookie value on every authentication
+            current.v = 0
             new_cookie = secrets.token_urlsafe(32)
-            self.save(new_cookie, current)
+            self._create(new_cookie, current)
             return new_cookie, current
         if current is not None:
             self.end(cookie_value)
         new_cookie = secrets.token_urlsafe(32)
         session = SsoSession(sid=secrets.token_urlsafe(16), person_id=person_id, auth_time=now, loa=loa, amr=sorted(set(amr)),
                              methods=[method], clients=[], created_at=now)
-        self.save(new_cookie, session)
+        session.authenticated(loa, now)
+        self._create(new_cookie, session)
         return new_cookie, session
 
-    def add_client(self, cookie_value: str, session: SsoSession, client_id: str) -> None:
-        if client_id not in session.clients:
-            session.clients.append(client_id)
-            self.save(cookie_value, session)
+    def add_client(self, cookie_value: str | None, session: SsoSession, client_id: str) -> None:
+        if not cookie_value or client_id in session.clients:
+            return
+
+        def add(s: SsoSession) -> None:
+            if client_id not in s.clients:
+                s.clients.append(client_id)
+
+        self.update(cookie_value, session, add)
 
     def end(self, cookie_value: str | None) -> SsoSession | None:
         if not cookie_value:
@@ -101,9 +173,21 @@ class Sessions:
         data = self.store.take(f"sso:{_h(cookie_value)}")
         if not data:
             return None
-        session = SsoSession(**data)
+        session = SsoSession.from_dict(data)
         self.store.delete(f"sid:{session.sid}")
+        self.store.srem(f"person-sessions:{session.person_id}", session.sid)
         return session
+
+    def end_all_of(self, person_id: str) -> list[str]:
+        """End every SSO session of a person (a locked or deceased ID, an admin action)."""
+        ended = []
+        for sid in self.store.smembers(f"person-sessions:{person_id}"):
+            ref = self.store.take(f"sid:{sid}")
+            if ref and ref.get("cookie_hash"):
+                self.store.delete(f"sso:{ref['cookie_hash']}")
+                ended.append(sid)
+            self.store.srem(f"person-sessions:{person_id}", sid)
+        return ended
 
 
 def csrf_token(key: bytes, browser_id: str, purpose: str) -> str:

@@ -4,6 +4,8 @@ introspection, revocation, PAR. The browser-facing ones (/authorize, /logout) li
 from __future__ import annotations
 
 import base64
+import functools
+import ipaddress
 import secrets
 from typing import Annotated, Any
 
@@ -29,13 +31,47 @@ NixaDep = Annotated[Any, Depends(get_nixa)]
 PAR_URN = "urn:ietf:params:oauth:request_uri:"
 
 
+@functools.lru_cache(maxsize=16)
+def _proxy_networks(entries: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Settings.trusted_proxies parsed once (the settings validator already refused bad ones)."""
+    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
+
+
+def _parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1, inside 10.0.0.0/8
+    return address
+
+
 def client_ip(request: Request, nixa: Any) -> str | None:
+    """The client's address. X-Forwarded-For is believed only from a peer inside
+    `trusted_proxies`, and then read from the right: each trusted proxy appends the address it
+    saw, so the rightmost hop outside the trusted ranges is the client; whatever lies left of it
+    was written by the client and may be forged. A malformed hop ends the walk at the last
+    trusted address seen."""
     peer = request.client.host if request.client else None
-    if peer and peer in nixa.settings.trusted_proxies:
-        forwarded = request.headers.get("x-forwarded-for")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
-    return peer
+    networks = _proxy_networks(tuple(nixa.settings.trusted_proxies))
+    if not peer or not networks:
+        return peer
+    peer_address = _parse_address(peer)
+    if peer_address is None or not any(peer_address in net for net in networks):
+        return peer  # an untrusted peer's header is ignored
+    forwarded = request.headers.getlist("x-forwarded-for")
+    if not forwarded:
+        return peer
+    last_trusted = str(peer_address)
+    for hop in reversed(",".join(forwarded).split(",")):
+        address = _parse_address(hop)
+        if address is None:
+            return last_trusted
+        if not any(address in net for net in networks):
+            return str(address)
+        last_trusted = str(address)
+    return last_trusted
 
 
 def check_basic_auth(request: Request) -> None:

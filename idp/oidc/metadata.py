@@ -35,7 +35,9 @@ STANDARD_FIELDS = {
     "default_max_age",
 }
 # NIXA's own fields, prefixed so they can never collide with a future standard name.
-NIXA_FIELDS = {"nixa_first_party", "nixa_national_id_authorized"}
+NIXA_FLAGS = {"nixa_first_party", "nixa_national_id_authorized"}
+# nixa_minimum_acr: the lowest level this client ever accepts, whatever a request asks for.
+NIXA_FIELDS = NIXA_FLAGS | {"nixa_minimum_acr"}
 
 GRANT_TYPES = {"authorization_code", "refresh_token", "client_credentials"}
 AUTH_METHODS = {"client_secret_basic", "client_secret_post", "private_key_jwt", "none"}
@@ -152,12 +154,28 @@ def validate_metadata(raw: dict[str, Any]) -> dict[str, Any]:
     scope = md.setdefault("scope", "openid profile email phone address offline_access")
     if not isinstance(scope, str):
         raise InvalidClientMetadata("scope: a space-separated string")
-    for flag in ("require_pushed_authorization_requests", "backchannel_logout_session_required", *NIXA_FIELDS):
+    _check_levels(md)
+    for flag in ("require_pushed_authorization_requests", "backchannel_logout_session_required", *NIXA_FLAGS):
         if flag in md and not isinstance(md[flag], bool):
             raise InvalidClientMetadata(f"{flag}: true or false")
     if "client_name" in md and (not isinstance(md["client_name"], str) or len(md["client_name"]) > 200):
         raise InvalidClientMetadata("client_name: a string of at most 200 characters")
     return md
+
+
+def _check_levels(md: dict[str, Any]) -> None:
+    """default_acr_values (OIDC Registration §2) and nixa_minimum_acr must name levels NIXA has:
+    a typo would otherwise silently mean "low"."""
+    from connectors.base import LEVEL_BY_ACR
+
+    supported = " ".join(LEVEL_BY_ACR)
+    defaults = md.get("default_acr_values")
+    if defaults is not None:
+        if not isinstance(defaults, list) or not defaults or any(v not in LEVEL_BY_ACR for v in defaults):
+            raise InvalidClientMetadata(f"default_acr_values: a non-empty list of {supported}")
+    minimum = md.get("nixa_minimum_acr")
+    if minimum is not None and minimum not in LEVEL_BY_ACR:
+        raise InvalidClientMetadata(f"nixa_minimum_acr: one of {supported}")
 
 
 def _check_jwks(jwks: Any) -> None:

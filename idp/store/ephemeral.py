@@ -3,7 +3,11 @@ PAR, rate limits, replay caches, revoked jti) goes through this one small interf
 
 Two implementations: in-process (embedded default) and Redis (scale-out). Every operation that
 must be atomic is atomic in both: take-once, add-if-absent and counters never read-modify-write.
-Values are JSON documents.
+Values are JSON documents. Two compound operations exist because callers cannot build them
+from the others without a race: `cas` (compare-and-set on a version field, for state that
+several requests update, like a pending sign-in) and `throttle_hit` / `throttle_refund` (count
+an attempt against several limits at once, with locks that back off; used only through
+idp/store/throttle.py, which owns the key layout).
 """
 
 from __future__ import annotations
@@ -46,6 +50,32 @@ class EphemeralStore(Protocol):
         """Seconds left, or None when absent."""
 
     def ping(self) -> bool: ...
+
+    def cas(self, key: str, version: int, value: Any, ttl: float) -> bool:
+        """Compare-and-set: replace the JSON object at `key` with `value` (for `ttl` seconds) only
+        if its field "v" equals `version` (an object without "v" is version 0). An absent key
+        stores nothing and gives False. The caller puts the new version in value["v"] itself."""
+
+    def throttle_hit(self, rules: list[tuple[str, int, float]], lock_base: float | None = None, lock_max: float = 86400) -> float:
+        """Count one attempt against every (key, limit, window) rule, in one atomic step.
+
+        A live `<key>:lock` on any rule: nothing is counted, the longest remaining lock (seconds)
+        is returned. Otherwise every counter is incremented (fixed window from its first
+        increment); each counter now over its limit gets a strike (`<key>:strikes`, one day), a
+        lock of min((lock_base or window) * 2**(strikes-1), lock_max) seconds, and is reset; the
+        longest new lock is returned. 0.0 means go ahead."""
+
+    def throttle_refund(self, keys: list[str]) -> None:
+        """Take one attempt back from each counter (never below zero): it turned out good."""
+
+
+STRIKES_TTL = 86400  # strikes (how many locks a key has earned) are remembered for a day
+
+
+def lock_seconds(strikes: int, window: float, lock_base: float | None, lock_max: float) -> float:
+    """Exponential backoff: the n-th lock lasts base * 2**(n-1), at most lock_max."""
+    base = lock_base if lock_base else window
+    return min(base * 2.0 ** min(max(strikes - 1, 0), 64), lock_max)
 
 
 # "No live entry" for MemoryStore; distinct from a stored JSON null, which is present (as in Redis).
@@ -167,6 +197,50 @@ class MemoryStore:
     def ping(self) -> bool:
         return True
 
+    def cas(self, key: str, version: int, value: Any, ttl: float) -> bool:
+        stored = self._copy(value)  # refuse a non-JSON value before looking
+        with self._lock:
+            current = self._live(key)
+            if current is _ABSENT or _version(current) != version:
+                return False
+            self._data[key] = (self._clock() + ttl, stored)
+            return True
+
+    def _counter(self, key: str, ttl: float) -> int:
+        # incr() without the lock (the caller holds it).
+        current = self._live(key)
+        if current is _ABSENT:
+            self._sweep()
+            self._data[key] = (self._clock() + ttl, 1)
+            return 1
+        self._data[key] = (self._data[key][0], int(current) + 1)
+        return int(current) + 1
+
+    def throttle_hit(self, rules: list[tuple[str, int, float]], lock_base: float | None = None, lock_max: float = 86400) -> float:
+        with self._lock:
+            now = self._clock()
+            locked = 0.0
+            for key, _, _ in rules:
+                if self._live(key + ":lock") is not _ABSENT:
+                    locked = max(locked, self._data[key + ":lock"][0] - now)
+            if locked > 0:
+                return locked
+            over = [(key, window) for key, limit, window in rules if self._counter(key, window) > limit]
+            for key, window in over:
+                strikes = self._counter(key + ":strikes", STRIKES_TTL)
+                seconds = lock_seconds(strikes, window, lock_base, lock_max)
+                self._data[key + ":lock"] = (now + seconds, 1)
+                self._data.pop(key, None)
+                locked = max(locked, seconds)
+            return locked
+
+    def throttle_refund(self, keys: list[str]) -> None:
+        with self._lock:
+            for key in keys:
+                current = self._live(key)
+                if current is not _ABSENT and int(current) > 0:
+                    self._data[key] = (self._data[key][0], int(current) - 1)
+
 
 # Lua keeps "extend the set's TTL to at least ttl" atomic in Redis.
 _SADD_EXTEND = """
@@ -185,6 +259,74 @@ return n
 """
 
 
+def _version(current: Any) -> Any:
+    """The "v" of a stored object for cas(): 0 when it has none; None (never equal) for a
+    non-object, so a cas never replaces a stored list or scalar."""
+    if not isinstance(current, dict):
+        return None
+    v = current.get("v", 0)
+    if v is None:
+        return 0
+    return v if type(v) in (int, float) else None
+
+
+# Compare-and-set on the "v" field of a JSON object (cjson: a missing "v" is version 0).
+_CAS = """
+local raw = redis.call('GET', KEYS[1])
+if not raw or string.sub(raw, 1, 1) ~= '{' then return 0 end
+local ok, current = pcall(cjson.decode, raw)
+if not ok or type(current) ~= 'table' then return 0 end
+local v = current['v']
+if v == nil or v == cjson.null then v = 0 end
+if type(v) ~= 'number' or v ~= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+# throttle_hit in one step. KEYS: per rule counter, lock, strikes. ARGV: lock_base ms (0: the
+# rule's window), lock_max ms, strikes ttl ms, then per rule limit and window ms.
+_THROTTLE_HIT = """
+local n = #KEYS / 3
+local base = tonumber(ARGV[1])
+local cap = tonumber(ARGV[2])
+local strikes_ttl = tonumber(ARGV[3])
+local longest = 0
+for i = 1, n do
+  local left = redis.call('PTTL', KEYS[3 * i - 1])
+  if left > longest then longest = left end
+end
+if longest > 0 then return longest end
+local over = {}
+for i = 1, n do
+  local count = redis.call('INCR', KEYS[3 * i - 2])
+  if count == 1 then redis.call('PEXPIRE', KEYS[3 * i - 2], ARGV[5 + 2 * (i - 1)]) end
+  if count > tonumber(ARGV[4 + 2 * (i - 1)]) then over[#over + 1] = i end
+end
+for _, i in ipairs(over) do
+  local strikes = redis.call('INCR', KEYS[3 * i])
+  if strikes == 1 then redis.call('PEXPIRE', KEYS[3 * i], strikes_ttl) end
+  local b = base
+  if b <= 0 then b = tonumber(ARGV[5 + 2 * (i - 1)]) end
+  local exponent = math.min(strikes - 1, 64)
+  local lock = math.floor(math.min(b * (2 ^ exponent), cap))
+  if lock < 1 then lock = 1 end
+  redis.call('SET', KEYS[3 * i - 1], 1, 'PX', lock)
+  redis.call('DEL', KEYS[3 * i - 2])
+  if lock > longest then longest = lock end
+end
+return longest
+"""
+
+# Decrement each counter that is above zero (DECR keeps the window's TTL).
+_THROTTLE_REFUND = """
+for i = 1, #KEYS do
+  local count = tonumber(redis.call('GET', KEYS[i]))
+  if count and count > 0 then redis.call('DECR', KEYS[i]) end
+end
+return 1
+"""
+
+
 class RedisStore:
     """Redis store for scale-out: atomic commands (GETDEL, SET NX) or Lua, no races."""
 
@@ -195,6 +337,9 @@ class RedisStore:
         self._prefix = prefix
         self._sadd = self._redis.register_script(_SADD_EXTEND)
         self._incr = self._redis.register_script(_INCR_WINDOW)
+        self._cas = self._redis.register_script(_CAS)
+        self._throttle_hit = self._redis.register_script(_THROTTLE_HIT)
+        self._throttle_refund = self._redis.register_script(_THROTTLE_REFUND)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
@@ -246,6 +391,24 @@ class RedisStore:
             return bool(self._redis.ping())
         except Exception:
             return False
+
+    def cas(self, key: str, version: int, value: Any, ttl: float) -> bool:
+        raw = json.dumps(value)
+        return bool(self._cas(keys=[self._k(key)], args=[version, raw, self._ms(ttl)]))
+
+    def throttle_hit(self, rules: list[tuple[str, int, float]], lock_base: float | None = None, lock_max: float = 86400) -> float:
+        if not rules:
+            return 0.0
+        keys: list[str] = []
+        args: list[Any] = [self._ms(lock_base) if lock_base else 0, self._ms(lock_max), self._ms(STRIKES_TTL)]
+        for key, limit, window in rules:
+            keys += [self._k(key), self._k(key + ":lock"), self._k(key + ":strikes")]
+            args += [int(limit), self._ms(window)]
+        return int(self._throttle_hit(keys=keys, args=args)) / 1000
+
+    def throttle_refund(self, keys: list[str]) -> None:
+        if keys:
+            self._throttle_refund(keys=[self._k(k) for k in keys])
 
     def flush_prefix(self) -> None:
         """Tests only: drop every key under this store's prefix."""

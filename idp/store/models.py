@@ -63,10 +63,16 @@ class LinkedIdentity(Base):
     person_id: Mapped[str] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
     connector_id: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str] = mapped_column(String(255))
+    # The level this source is trusted for as this person: min(source level, level of the proof
+    # of the person's national ID that made the link), idp/identity/linking.py.
     loa: Mapped[int] = mapped_column(Integer, default=1)
     connector_data: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[float] = mapped_column(Float, default=now)
     last_used_at: Mapped[float] = mapped_column(Float, default=now)
+    # Provenance: what proved the national ID when this link was made, at which level, from where.
+    proof_method: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    proof_loa: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    linked_from: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class LocalAccount(Base):

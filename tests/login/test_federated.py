@@ -7,111 +7,16 @@ oidc-provider (operator sign-in), the test PKI with its OCSP/CRL sandbox."""
 
 from __future__ import annotations
 
-import json
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from joserfc import jwt
-from joserfc.jwk import KeySet
 from sqlalchemy import select
 
-from connectors.certificate.agent import sign_challenge
-from connectors.certificate.pki import TestPKI
-from connectors.oidc.sandbox import start_operator
-from connectors.population.demo_data import DEMO_CITIZEN, DEMO_DECEASED, DEMO_PHONE_E164
+from connectors.population.demo_data import DEMO_CITIZEN, DEMO_DECEASED
 from idp.store.models import LinkedIdentity, Person
 from tests.conftest import authorize, form_action, hidden, query_of, register_client
 from tests.connectors.oidc.upstream_browser import sign_in_at_upstream
-from tests.connectors.sandboxes import free_port, running_sandbox
 from tests.connectors.telecom.outbox import latest_code
-
-CONNECTORS = ("population", "telecom", "operator", "certificate", "mof")
-
-
-@pytest.fixture(scope="module")
-def federation(nixa, tmp_path_factory) -> Iterator[dict]:  # noqa: ANN001
-    keys = {"registry": secrets.token_urlsafe(16), "sms": secrets.token_urlsafe(16), "operator": secrets.token_urlsafe(24)}
-    work = tmp_path_factory.mktemp("federation")
-    ca_port = free_port()
-    ca_url = f"http://127.0.0.1:{ca_port}"
-    pki = TestPKI.init(work / "pki", ocsp_url=f"{ca_url}/ocsp", crl_url=f"{ca_url}/crl")
-    callback = f"{nixa.settings.issuer}/login/callback/operator"
-    with (
-        running_sandbox("connectors.population.sandbox", f"--api-key={keys['registry']}", "--db", str(work / "registry.db"),
-                        "--generate", "200") as registry,
-        running_sandbox("connectors.telecom.sandbox", f"--api-key={keys['sms']}") as sms,
-        running_sandbox("connectors.certificate.sandbox", "--pki", str(work / "pki"), port=ca_port) as ca,
-    ):
-        operator = start_operator(free_port(), "nixa", keys["operator"], [callback])
-        from connectors.ldap.sandbox import start_directory
-
-        directory = start_directory(work / "ldap", 0)
-        reg = nixa.connectors
-        reg.upsert("mof", "ldap", directory.connector_config(), loa="low", display_name_vi="Cán bộ", display_name_en="Staff")
-        reg.upsert("population", "population", {"base_url": registry.base_url, "api_key": keys["registry"], "otp_connector": "telecom",
-                                                "challenge_loa": "substantial"}, loa="low", display_name_vi="Dân cư", display_name_en="Registry")
-        reg.upsert("telecom", "telecom_sms", {"base_url": sms.base_url, "api_key": keys["sms"], "resend_after": 0}, loa="low",
-                   display_name_vi="SMS", display_name_en="SMS")
-        reg.upsert("operator", "oidc", {"issuer": operator.issuer, "client_id": "nixa", "client_secret": keys["operator"],
-                                        "scopes": ["openid", "phone"], "acr_values": ["2"], "login_hint_format": "MSISDN:{msisdn}",
-                                        "verified_claims": ["phone_number"]}, loa="substantial", display_name_vi="Nhà mạng",
-                   display_name_en="Operator")
-        reg.upsert("certificate", "certificate", {"trust_anchors": [str(pki.trust_anchor_path)], "trusted_proxies": ["10.9.8.7/32"],
-                                                  "intermediate_certs": [str(pki.dir / "ca.pem")]},
-                   loa="high", display_name_vi="Chứng thư số", display_name_en="Certificate")
-        try:
-            yield {"registry": registry, "sms": sms, "ca": ca, "operator": operator, "pki": pki, "callback": callback,
-                   "directory": directory}
-        finally:
-            for cid in CONNECTORS:  # leave the shared app as other tests expect it
-                entry = nixa.connectors.entry(cid)
-                if entry:
-                    reg.upsert(cid, entry.type, entry.config, loa=int(entry.loa), enabled=False)
-            operator.stop()
-            directory.stop()
-
-
-def _claims(http, token: str) -> dict:  # noqa: ANN001
-    return jwt.decode(token, KeySet.import_key_set(http.get("/jwks").json()), algorithms=["ES256", "RS256", "EdDSA"]).claims
-
-
-def _redeem(http, client, location: str, verifier: str) -> dict:  # noqa: ANN001
-    cb = query_of(location)
-    assert "code" in cb, location
-    r = http.post("/token", data={"grant_type": "authorization_code", "code": cb["code"], "redirect_uri": client.redirect_uri,
-                                  "code_verifier": verifier}, auth=(client.client_id, client.secret))
-    assert r.status_code == 200, r.text
-    return _claims(http, r.json()["id_token"])
-
-
-def _consent_if_asked(browser, r):  # noqa: ANN001, ANN201
-    if r.headers["location"].startswith("/interaction/"):
-        page = browser.get(r.headers["location"])
-        if 'name="decision"' in page.text:
-            r = browser.post(form_action(page.text, "/consent"), data={"csrf": hidden(page.text, "csrf"), "decision": "allow"})
-    return r
-
-
-def _registry_otp(browser, fed: dict, login_page: str):  # noqa: ANN001, ANN201
-    form = {"csrf": hidden(login_page, "csrf"), "pin": DEMO_CITIZEN.pin, "full_name": DEMO_CITIZEN.full_name,
-            "date_of_birth": DEMO_CITIZEN.date_of_birth}
-    r = browser.post(form_action(login_page, "/challenge/population"), data=form)
-    assert r.status_code == 303 and r.headers["location"].endswith("/otp"), r.text
-    page = browser.get(r.headers["location"])
-    assert "091****678" in page.text or "****" in page.text
-    code = latest_code(fed["sms"].base_url, DEMO_PHONE_E164)
-    return browser.post(form_action(page.text, "/otp"), data={"csrf": hidden(page.text, "csrf"), "otp": code, "action": "verify"})
-
-
-def _certificate(browser, fed: dict, login_page: str, label: str = "an"):  # noqa: ANN001, ANN201
-    r = browser.post(form_action(login_page, "/certificate/certificate"), data={"csrf": hidden(login_page, "csrf")})
-    assert r.status_code == 200, r.text
-    challenge = hidden(r.text, "challenge") if 'name="challenge"' in r.text else r.text.split('id="challenge" readonly value="')[1].split('"')[0]
-    signed = sign_challenge(fed["pki"].p12_path(label), "nixa-demo", challenge)
-    return browser.post(form_action(r.text, "/verify"), data={"csrf": hidden(r.text, "csrf"), "signed": json.dumps(signed)})
-
+from tests.login.support import certificate_sign_in, claims_of, consent_if_asked, redeem_claims, registry_otp
 
 def test_one_person_three_links_stable_pairwise_sub(nixa, federation, app, http):  # noqa: ANN001
     from starlette.testclient import TestClient
@@ -124,8 +29,8 @@ def test_one_person_three_links_stable_pairwise_sub(nixa, federation, app, http)
         r, q, verifier = authorize(b1, portal, acr_values="urn:nixa:loa:substantial")
         page = b1.get(r.headers["location"]).text
         assert "Chứng thư số" in page and "Nhà mạng" in page
-        r = _consent_if_asked(b1, _registry_otp(b1, federation, page))
-        first = _redeem(http, portal, r.headers["location"], verifier)
+        r = consent_if_asked(b1, registry_otp(b1, federation, page))
+        first = redeem_claims(http, portal, r.headers["location"], verifier)
         assert first["acr"] == "urn:nixa:loa:substantial"
         assert set(first["amr"]) >= {"sms", "otp"}
 
@@ -133,8 +38,8 @@ def test_one_person_three_links_stable_pairwise_sub(nixa, federation, app, http)
         r, q, verifier = authorize(b1, portal, acr_values="urn:nixa:loa:high")
         page = b1.get(r.headers["location"]).text
         assert "Chứng thư số" in page and "Nhà mạng" not in page  # only methods reaching high
-        r = _consent_if_asked(b1, _certificate(b1, federation, page))
-        stepped = _redeem(http, portal, r.headers["location"], verifier)
+        r = consent_if_asked(b1, certificate_sign_in(b1, federation, page))
+        stepped = redeem_claims(http, portal, r.headers["location"], verifier)
         assert stepped["acr"] == "urn:nixa:loa:high"
         assert stepped["sid"] == first["sid"] and stepped["sub"] == first["sub"]
 
@@ -149,22 +54,20 @@ def test_one_person_three_links_stable_pairwise_sub(nixa, federation, app, http)
         assert r.status_code == 303 and r.headers["location"].endswith("/proofing"), r.text
         page = b2.get(r.headers["location"]).text
         assert "Nhà mạng" not in page and "Dân cư" in page  # only sources that prove the ID
-        r = b2.post(form_action(page, "/password/population"), data={"csrf": hidden(page, "csrf"), "pin": DEMO_CITIZEN.pin,
-                                                                    "full_name": DEMO_CITIZEN.full_name,
-                                                                    "date_of_birth": DEMO_CITIZEN.date_of_birth})
-        r = _consent_if_asked(b2, r)
-        via_operator = _redeem(http, portal, r.headers["location"], verifier)
+        assert "/password/population" not in page  # knowing the details is not a proof
+        r = consent_if_asked(b2, registry_otp(b2, federation, page))  # the code goes to the phone on record
+        via_operator = redeem_claims(http, portal, r.headers["location"], verifier)
         assert via_operator["acr"] == "urn:nixa:loa:substantial"
         assert via_operator["sub"] == first["sub"]
 
     # 3. certificate alone in a fresh browser → high, same sub; another sector → another sub
     with TestClient(app, base_url="http://testserver", follow_redirects=False) as b3:
         r, q, verifier = authorize(b3, portal, acr_values="urn:nixa:loa:high")
-        r = _consent_if_asked(b3, _certificate(b3, federation, b3.get(r.headers["location"]).text))
-        via_cert = _redeem(http, portal, r.headers["location"], verifier)
+        r = consent_if_asked(b3, certificate_sign_in(b3, federation, b3.get(r.headers["location"]).text))
+        via_cert = redeem_claims(http, portal, r.headers["location"], verifier)
         assert via_cert["acr"] == "urn:nixa:loa:high" and via_cert["sub"] == first["sub"]
         r, q, verifier = authorize(b3, other_sector)
-        elsewhere = _redeem(http, other_sector, r.headers["location"], verifier)  # SSO: no second sign-in
+        elsewhere = redeem_claims(http, other_sector, r.headers["location"], verifier)  # SSO: no second sign-in
         assert elsewhere["sub"] != first["sub"]
 
     with nixa.db.session() as s:
@@ -193,22 +96,22 @@ def test_refusals_are_friendly_pages(nixa, federation, app):  # noqa: ANN001
         known = {"pin": DEMO_CITIZEN.pin, "full_name": DEMO_CITIZEN.full_name, "date_of_birth": DEMO_CITIZEN.date_of_birth}
         deceased = {"pin": DEMO_DECEASED.pin, "full_name": DEMO_DECEASED.full_name, "date_of_birth": DEMO_DECEASED.date_of_birth}
 
-        r = b.post(f"/interaction/{rid}/password/population", data={"csrf": hidden(page, "csrf"), **deceased})
-        assert r.status_code == 401 and "đã mất" in r.text  # deceased: a clear page, no session
+        r = b.post(f"/interaction/{rid}/challenge/population", data={"csrf": hidden(page, "csrf"), **deceased})
+        assert r.status_code == 403 and "đã mất" in r.text  # deceased: a clear page, no code sent, no session
 
-        r = _certificate(b, federation, r.text, label="cuong-revoked")
+        r = certificate_sign_in(b, federation, r.text, label="cuong-revoked")
         assert r.status_code == 401 and "thu hồi" in r.text
 
         # a client-certificate header from an address that is not a configured proxy
         pem = (Path(federation["pki"].dir) / "citizens" / "an.pem").read_text()
         r = b.post(f"/interaction/{rid}/certificate/certificate", data={"csrf": hidden(r.text, "csrf")},
                    headers={"x-ssl-client-cert": quote(pem)})
-        assert r.status_code == 401 and "máy chủ tin cậy" in r.text
+        assert r.status_code == 403 and "máy chủ tin cậy" in r.text
 
         # the registry is down: a clear page and a 503, never a 500
         federation["registry"].set_faults(fail_status=503)
         try:
-            r = b.post(f"/interaction/{rid}/password/population", data={"csrf": hidden(r.text, "csrf"), **known})
+            r = b.post(f"/interaction/{rid}/challenge/population", data={"csrf": hidden(r.text, "csrf"), **known})
             assert r.status_code == 503 and "không phản hồi" in r.text
         finally:
             federation["registry"].clear_faults()
@@ -221,9 +124,7 @@ def test_verified_claims_carry_source_and_time(nixa, federation, app, http):  # 
     with TestClient(app, base_url="http://testserver", follow_redirects=False) as b:
         r, _, verifier = authorize(b, portal, scope="openid profile verified_claims")
         page = b.get(r.headers["location"]).text
-        r = b.post(form_action(page, "/password/population"), data={"csrf": hidden(page, "csrf"), "pin": DEMO_CITIZEN.pin,
-                                                                    "full_name": DEMO_CITIZEN.full_name,
-                                                                    "date_of_birth": DEMO_CITIZEN.date_of_birth})
+        r = registry_otp(b, federation, page)
         cb = query_of(r.headers["location"])
     tokens = http.post("/token", data={"grant_type": "authorization_code", "code": cb["code"], "redirect_uri": portal.redirect_uri,
                                        "code_verifier": verifier}, auth=(portal.client_id, portal.secret)).json()
@@ -259,13 +160,13 @@ def test_staff_directory_sign_in_gives_roles(nixa, federation, app, http):  # no
         assert bad.status_code == 401
         disabled = b.post(form_action(page, "/password/mof"), data={"csrf": hidden(page, "csrf"), "username": "phamthidung",
                                                                    "password": "Dung@Demo2024"})
-        assert disabled.status_code == 401 and "vô hiệu hóa" in disabled.text
+        assert disabled.status_code == 403 and "vô hiệu hóa" in disabled.text
         r = b.post(form_action(page, "/password/mof"), data={"csrf": hidden(page, "csrf"), "username": "nguyenvanan",
                                                             "password": "An@Demo2024"})
         cb = query_of(r.headers["location"])
     tokens = http.post("/token", data={"grant_type": "authorization_code", "code": cb["code"], "redirect_uri": portal.redirect_uri,
                                        "code_verifier": verifier}, auth=(portal.client_id, portal.secret)).json()
-    assert _claims(http, tokens["id_token"])["acr"] == "urn:nixa:loa:low"
+    assert claims_of(http, tokens["id_token"])["acr"] == "urn:nixa:loa:low"
     info = http.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}).json()
     assert "can-bo-thue" in info["roles"] and info["name"] == "Nguyễn Văn An"
 
@@ -288,12 +189,10 @@ def test_sms_only_sign_in_must_prove_national_id_once(nixa, federation, app, htt
             if attempt == 0:
                 assert r.headers["location"].endswith("/proofing")
                 page = b.get(r.headers["location"]).text
-                r = b.post(form_action(page, "/password/population"), data={
-                    "csrf": hidden(page, "csrf"), "pin": DEMO_CITIZEN.pin, "full_name": DEMO_CITIZEN.full_name,
-                    "date_of_birth": DEMO_CITIZEN.date_of_birth})
+                r = registry_otp(b, federation, page)
             else:
                 assert "code=" in r.headers["location"]  # linked the first time: no proofing again
-            claims = _redeem(http, portal, r.headers["location"], verifier)
+            claims = redeem_claims(http, portal, r.headers["location"], verifier)
             assert claims["amr"] and "sms" in claims["amr"]
     with nixa.db.session() as s:
         person = s.scalar(select(Person).where(Person.national_id == DEMO_CITIZEN.pin))
@@ -311,8 +210,8 @@ def test_registry_is_the_authority_on_a_locked_id_whatever_the_method(nixa, fede
     try:
         with TestClient(app, base_url="http://testserver", follow_redirects=False) as b:
             r, _, _ = authorize(b, portal, acr_values="urn:nixa:loa:high")
-            r = _certificate(b, federation, b.get(r.headers["location"]).text)  # a valid certificate...
-            assert r.status_code == 401 and "bị khóa" in r.text  # ...but the ID is locked at the registry
+            r = certificate_sign_in(b, federation, b.get(r.headers["location"]).text)  # a valid certificate...
+            assert r.status_code == 403 and "bị khóa" in r.text  # ...but the ID is locked at the registry
             assert "code=" not in r.headers.get("location", "")
     finally:
         httpx.put(status_url, json={"status": "active"}, timeout=5).raise_for_status()
@@ -365,5 +264,5 @@ def test_mtls_certificate_from_the_trusted_proxy_signs_in_at_high(nixa, federati
         r = b.post(form_action(page, "/certificate/certificate"), data={"csrf": hidden(page, "csrf")},
                    headers={"x-ssl-client-cert": quote(pem)})
         assert r.status_code == 303, (r.status_code, r.text[r.text.find("role=\"alert\""):][:300])
-        claims = _redeem(http, portal, r.headers["location"], verifier)
+        claims = redeem_claims(http, portal, r.headers["location"], verifier)
     assert claims["acr"] == "urn:nixa:loa:high"

@@ -36,3 +36,64 @@ def test_activity_does_not_stretch_the_absolute_lifetime() -> None:
     assert sessions.load(cookie) is not None
     clock.now += 2  # 101 s after sign-in
     assert sessions.load(cookie) is None
+
+
+def test_auth_time_is_kept_per_level() -> None:
+    """A fresh password does not make a two-hour-old certificate sign-in fresh: max_age is judged
+    against the authentication that reaches the level asked."""
+    clock = Clock()
+    sessions = Sessions(MemoryStore(clock), ttl=100_000, clock=clock)
+    cookie, session = sessions.establish(None, person_id="p1", loa=3, amr=["hwk"], method="certificate")
+    high_at = clock.now
+    clock.now += 7200
+    _, session = sessions.establish(cookie, person_id="p1", loa=1, amr=["pwd"], method="local")
+    assert session.loa == 3
+    assert session.satisfying(1, 60, clock.now) == (1, clock.now)  # the fresh one, at its own level
+    assert session.satisfying(3, 60, clock.now) is None  # high is two hours old
+    assert session.satisfying(3, None, clock.now) == (3, high_at)
+    assert session.satisfying(3, 60, clock.now, fresh_since=high_at) == (3, high_at)  # done for this request
+
+
+def test_two_tabs_adding_their_app_at_once_both_land(nixa) -> None:  # noqa: ANN001
+    """Compare-and-set on the session (both backends): of 20 concurrent updates none is lost."""
+    import threading
+
+    sessions = Sessions(nixa.store, nixa.settings.sso_session_ttl, nixa.clock)
+    cookie, session = sessions.establish(None, person_id="p-tabs", loa=1, amr=["pwd"], method="local")
+    start = threading.Barrier(20)
+
+    def add(i: int) -> None:
+        mine = sessions.load(cookie)
+        start.wait()
+        sessions.add_client(cookie, mine, f"portal-{i}")
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert set(sessions.load(cookie).clients) == {f"portal-{i}" for i in range(20)}
+
+
+def test_two_tabs_finishing_steps_at_once_lose_none(nixa) -> None:  # noqa: ANN001
+    import secrets
+    import threading
+
+    from idp.login import flow
+
+    pending = flow.Pending(rid=secrets.token_urlsafe(12), client_id="c", params={}, browser="b", required_loa=1, max_age=None,
+                           prompts=[], created_at=nixa.clock())
+    flow.save(nixa, pending)
+    start = threading.Barrier(12)
+
+    def step(i: int) -> None:
+        mine = flow.load(nixa, pending.rid, "b")
+        start.wait()
+        flow.record_step(nixa, mine, method=f"m{i}", loa=1, person_id="p", at=float(i))
+
+    threads = [threading.Thread(target=step, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(s["method"] for s in flow.load(nixa, pending.rid, "b").steps) == sorted(f"m{i}" for i in range(12))

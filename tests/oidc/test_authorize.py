@@ -185,10 +185,21 @@ def test_acr_low_gives_acr_low(nixa, browser, http):
     assert claims["acr"] == "urn:nixa:loa:low"
 
 
-def test_unknown_acr_value_is_ignored(nixa, browser):
+def test_unknown_acr_value_is_refused_naming_the_supported_ones(nixa, browser):
+    # Attack 10 of the identity-assurance issue: a typo must not quietly mean "low".
     client = register_client(nixa)
-    r, _, _ = authorize(browser, client, acr_values="urn:other:loa:9")
+    r, q, _ = authorize(browser, client, acr_values="urn:nixa:loa:extreme")
+    cb = query_of(r.headers["location"])
+    assert r.status_code == 303 and cb["error"] == "invalid_request" and cb["state"] == q["state"]
+    assert "urn:nixa:loa:substantial" in cb["error_description"] and "urn:nixa:loa:high" in cb["error_description"]
+
+
+def test_unknown_acr_value_beside_a_known_one_is_skipped(nixa, browser):
+    client = register_client(nixa)
+    r, _, _ = authorize(browser, client, acr_values="urn:other:loa:9 urn:nixa:loa:substantial")
     assert r.status_code == 303 and r.headers["location"].startswith("/interaction/")
+    page = browser.get(r.headers["location"]).text
+    assert "/local" not in page  # substantial: the password method is not offered
 
 
 def test_authorize_post_works_like_get(nixa, browser):

@@ -509,3 +509,214 @@ def test_get_many_reads_several_keys_in_order(store, key):
     got = store.get_many([key("a")])[0]
     got["n"] = 2
     assert store.get(key("a")) == {"n": 1}  # a copy, as get() gives
+
+
+# --- cas (compare-and-set on a version field) -------------------------------------------------
+
+
+def test_cas_replaces_only_the_matching_version(store, key):
+    store.put(key(), {"v": 1, "steps": ["pwd"]}, ttl=60)
+    assert store.cas(key(), 0, {"v": 1, "steps": ["x"]}, ttl=60) is False
+    assert store.cas(key(), 2, {"v": 3, "steps": ["x"]}, ttl=60) is False
+    assert store.get(key()) == {"v": 1, "steps": ["pwd"]}
+    assert store.cas(key(), 1, {"v": 2, "steps": ["pwd", "otp"]}, ttl=60) is True
+    assert store.get(key()) == {"v": 2, "steps": ["pwd", "otp"]}
+    assert store.cas(key(), 1, {"v": 2, "steps": ["lost"]}, ttl=60) is False  # a stale writer loses
+    assert store.get(key()) == {"v": 2, "steps": ["pwd", "otp"]}
+
+
+def test_cas_on_an_absent_key_stores_nothing(store, key):
+    assert store.cas(key(), 0, {"v": 1}, ttl=60) is False
+    assert store.get(key()) is None
+    assert store.ttl(key()) is None
+
+
+def test_cas_on_an_expired_key_stores_nothing(store, key, backend):
+    store.put(key(), {"v": 4}, ttl=0.3)
+    backend.advance(0.45)
+    assert store.cas(key(), 4, {"v": 5}, ttl=60) is False
+    assert store.get(key()) is None
+
+
+def test_cas_an_object_without_v_is_version_zero(store, key):
+    store.put(key(), {"client_id": "portal"}, ttl=60)
+    assert store.cas(key(), 1, {"v": 2}, ttl=60) is False
+    assert store.cas(key(), 0, {"v": 1, "client_id": "portal"}, ttl=60) is True
+    assert store.get(key()) == {"v": 1, "client_id": "portal"}
+    store.put(key("null"), {"v": None}, ttl=60)
+    assert store.cas(key("null"), 0, {"v": 1}, ttl=60) is True
+
+
+@pytest.mark.parametrize("value", [[1, 2], [], "text", 7, None, {"v": "1"}], ids=["list", "empty-list", "str", "int", "null", "str-v"])
+def test_cas_never_replaces_anything_but_a_versioned_object(store, key, value):
+    store.put(key(), value, ttl=60)
+    assert store.cas(key(), 0, {"v": 1}, ttl=60) is False
+    assert store.cas(key(), 1, {"v": 2}, ttl=60) is False
+    assert store.get(key()) == value
+
+
+def test_cas_sets_the_new_ttl(store, key):
+    store.put(key(), {"v": 0}, ttl=600)
+    assert store.cas(key(), 0, {"v": 1}, ttl=30) is True
+    assert 0 < store.ttl(key()) <= 30
+
+
+def test_cas_stores_a_copy_and_refuses_non_json(store, key):
+    store.put(key(), {"v": 0}, ttl=60)
+    new = {"v": 1, "amr": ["pwd"]}
+    assert store.cas(key(), 0, new, ttl=60) is True
+    new["amr"].append("otp")
+    assert store.get(key()) == {"v": 1, "amr": ["pwd"]}
+    with pytest.raises(TypeError):
+        store.cas(key(), 1, {"v": 2, "bad": {"a"}}, ttl=60)
+    assert store.get(key()) == {"v": 1, "amr": ["pwd"]}
+
+
+def test_concurrent_read_then_cas_has_exactly_one_winner_per_version(backend, key):
+    handles = [backend.store, backend.other_worker()]
+    k = key("pending")
+    backend.store.put(k, {"v": 0, "log": []}, ttl=60)
+
+    def read_then_cas(i: int) -> tuple[int, bool]:
+        store = handles[i % 2]
+        current = store.get(k)
+        version = current["v"]
+        won = store.cas(k, version, {"v": version + 1, "log": current["log"] + [i]}, ttl=60)
+        return version, won
+
+    results = race(read_then_cas)
+    winners = [(i, version) for i, (version, won) in enumerate(results) if won]
+    for version in {v for v, _ in results}:
+        assert sum(1 for _, v in winners if v == version) == 1, f"version {version}"
+    final = backend.store.get(k)
+    assert final["v"] == len(winners) >= 1
+    # No lost update: every winner's step is there, in the order of the versions they won.
+    assert final["log"] == [i for i, _ in sorted(winners, key=lambda w: w[1])]
+
+
+def test_concurrent_cas_retry_loops_lose_no_update(backend, key):
+    handles = [backend.store, backend.other_worker()]
+    k = key("pending")
+    backend.store.put(k, {"v": 0, "log": []}, ttl=60)
+
+    def add_step(i: int) -> int:
+        store = handles[i % 2]
+        for tries in range(1, 1000):
+            current = store.get(k)
+            if store.cas(k, current["v"], {"v": current["v"] + 1, "log": current["log"] + [i]}, ttl=60):
+                return tries
+        raise AssertionError("never won")
+
+    race(add_step)
+    final = backend.store.get(k)
+    assert final["v"] == THREADS
+    assert sorted(final["log"]) == list(range(THREADS))
+
+
+# --- throttle_hit / throttle_refund -----------------------------------------------------------
+
+
+def test_throttle_hit_of_40_concurrent_attempts_lets_exactly_the_limit_through(backend, key):
+    handles = [backend.store, backend.other_worker()]
+    k = key("acct")
+    results = race(lambda i: handles[i % 2].throttle_hit([(k, 10, 60)]), threads=40)
+    assert results.count(0.0) == 10
+    assert all(r > 0 for r in results if r != 0.0)
+    assert len(results) == 40
+
+
+def test_throttle_hit_counts_every_rule_and_locks_the_one_over_its_limit(store, key):
+    a, b = key("account"), key("address")
+    assert store.throttle_hit([(a, 2, 60), (b, 100, 60)]) == 0.0
+    assert store.throttle_hit([(a, 2, 60), (b, 100, 60)]) == 0.0
+    assert store.get(a) == 2 and store.get(b) == 2
+    locked = store.throttle_hit([(a, 2, 60), (b, 100, 60)])
+    assert 59 < locked <= 60  # the first lock lasts one window
+    assert store.get(a) is None  # the counter over its limit was reset ...
+    assert store.get(b) == 3  # ... the others keep counting
+    assert store.get(a + ":strikes") == 1
+    assert 59 < store.ttl(a + ":lock") <= 60
+    # While a lock is live nothing is counted, on any rule of the call.
+    again = store.throttle_hit([(a, 2, 60), (b, 100, 60)])
+    assert 0 < again <= locked + 0.001
+    assert store.get(a) is None and store.get(b) == 3
+    # The lock of one key stops a call that names it with other keys, not calls without it.
+    assert store.throttle_hit([(b, 100, 60), (a, 1000, 60)]) > 0
+    assert store.throttle_hit([(b, 100, 60)]) == 0.0
+    assert store.get(b) == 4
+
+
+def test_throttle_hit_returns_the_longest_lock(store, key):
+    a, b = key("short"), key("long")
+    assert store.throttle_hit([(a, 0, 10), (b, 0, 100)]) == pytest.approx(100, abs=0.01)
+    assert 10 - 0.01 < store.ttl(a + ":lock") <= 10
+    assert store.throttle_hit([(a, 5, 10)]) == pytest.approx(10, abs=0.05)
+
+
+def test_throttle_lock_backs_off_exponentially(store, key, backend):
+    k = key("acct")
+    window = 0.3
+    locks = []
+    for strike in range(1, 4):
+        assert store.throttle_hit([(k, 2, window)]) == 0.0
+        assert store.throttle_hit([(k, 2, window)]) == 0.0
+        lock = store.throttle_hit([(k, 2, window)])
+        locks.append(lock)
+        assert store.get(k + ":strikes") == strike
+        # Locked: refused without counting, until the lock runs out.
+        assert 0 < store.throttle_hit([(k, 2, window)]) <= lock + 0.001
+        assert store.get(k) is None
+        backend.advance(lock + 0.1)
+    assert locks[0] == pytest.approx(0.3, abs=0.01)
+    assert locks[1] == pytest.approx(0.6, abs=0.01)
+    assert locks[2] == pytest.approx(1.2, abs=0.01)
+    assert 86400 - 5 < store.ttl(k + ":strikes") <= 86400
+
+
+def test_throttle_lock_base_and_lock_max(store, key, backend):
+    k = key("acct")
+    seen = []
+    for _ in range(4):
+        assert store.throttle_hit([(k, 0, 3600)], lock_base=0.1, lock_max=0.35) > 0  # limit 0: locks at once
+        seen.append(store.ttl(k + ":lock"))
+        backend.advance(seen[-1] + 0.05)
+    assert seen[0] == pytest.approx(0.1, abs=0.02)
+    assert seen[1] == pytest.approx(0.2, abs=0.02)
+    assert seen[2] == pytest.approx(0.35, abs=0.02)  # 0.4 capped at lock_max
+    assert seen[3] == pytest.approx(0.35, abs=0.02)
+
+
+def test_throttle_counter_window_is_fixed(store, key, backend):
+    k = key("acct")
+    for _ in range(3):
+        assert store.throttle_hit([(k, 3, 0.3)]) == 0.0
+    assert 0 < store.ttl(k) <= 0.3
+    backend.advance(0.45)  # the window is over: a fresh count, no lock was earned
+    for _ in range(3):
+        assert store.throttle_hit([(k, 3, 0.3)]) == 0.0
+    assert store.get(k + ":strikes") is None
+
+
+def test_throttle_refund_gives_one_attempt_back_never_below_zero(store, key):
+    k, other = key("acct"), key("addr")
+    for _ in range(3):
+        assert store.throttle_hit([(k, 3, 60), (other, 3, 60)]) == 0.0
+    store.throttle_refund([k, other])
+    assert store.get(k) == 2 and store.get(other) == 2
+    assert 0 < store.ttl(k) <= 60  # the window is kept
+    assert store.throttle_hit([(k, 3, 60)]) == 0.0  # the refunded attempt is free again
+    assert store.throttle_hit([(k, 3, 60)]) > 0
+    for _ in range(5):
+        store.throttle_refund([other])
+    assert store.get(other) == 0
+    store.throttle_refund([key("never-counted")])
+    assert store.get(key("never-counted")) is None
+    store.throttle_refund([])
+
+
+def test_throttle_refund_during_a_lock_does_not_lift_it(store, key):
+    k = key("acct")
+    store.throttle_hit([(k, 0, 60)])
+    store.throttle_refund([k])
+    assert store.get(k) is None
+    assert store.throttle_hit([(k, 5, 60)]) > 0

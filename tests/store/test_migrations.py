@@ -20,4 +20,18 @@ def test_upgrading_from_the_first_schema_keeps_existing_grants(tmp_path) -> None
     with engine.connect() as conn:
         methods = conn.execute(text("SELECT methods FROM grants WHERE id = 'g1'")).scalar_one()
     assert json.loads(methods) == []
-    assert head_revision(url) == "0002"
+    assert head_revision(url) == "0003"
+
+
+def test_links_made_before_provenance_keep_nulls(tmp_path) -> None:  # noqa: ANN001
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    migrate(url, "0002")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO persons (id, status, created_at, updated_at) VALUES ('p1', 'active', 1.0, 1.0)"))
+        conn.execute(text("INSERT INTO linked_identities (id, person_id, connector_id, subject, loa, connector_data, created_at, "
+                          "last_used_at) VALUES ('l1', 'p1', 'operator', 'sub-1', 2, '{}', 1.0, 1.0)"))
+    migrate(url)
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT loa, proof_method, proof_loa, linked_from FROM linked_identities WHERE id = 'l1'")).one()
+    assert tuple(row) == (2, None, None, None)  # "not recorded", never invented

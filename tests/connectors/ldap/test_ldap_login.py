@@ -182,3 +182,23 @@ def test_starttls_with_an_untrusted_certificate_never_falls_back_to_plaintext(tl
     with pytest.raises(UpstreamUnavailable):
         connector.login({"username": "nguyenvanan", "password": "An@Demo2024"})
     assert 'BIND dn="uid=nguyenvanan' not in tls_directory.log_file.read_text(errors="replace")
+
+
+@pytest.mark.parametrize(
+    "username",
+    [" nguyenvanan", "NguyenVanAn\t", "NGUYENVANAN", "\u3000nguyenvanan", "ｎｇｕｙｅｎｖａｎａｎ"],
+    ids=["leading-space", "mixed-case-tab", "upper", "ideographic-space", "full-width"],
+)
+def test_username_variants_are_one_canonical_account(directory, make_connector, username):
+    # The canonical spelling is both what is looked up and what the flow's throttle counts.
+    from connectors.base import canonical_username
+
+    assert canonical_username(username) == "nguyenvanan"
+    assertion = make_connector(directory).login({"username": username, "password": "An@Demo2024"})
+    assert assertion.connector_data["dn"] == person_dn("nguyenvanan")
+
+
+@pytest.mark.parametrize("username", ["nguyen\u200bvanan", "nguyenvanan\u202e", "x" * 129, " \t "])
+def test_invisible_characters_and_overlong_usernames_are_refused(directory, make_connector, username):
+    with pytest.raises(InvalidCredentials):
+        make_connector(directory).login({"username": username, "password": "An@Demo2024"})

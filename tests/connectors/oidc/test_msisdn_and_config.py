@@ -82,3 +82,16 @@ def test_parsing():
 def test_refused_configurations(overrides):
     with pytest.raises(ValueError):
         UpstreamOidcConfig.from_mapping(base(**overrides))
+
+
+@pytest.mark.parametrize("raw", ["MSISDN:８４９１２３４５６７８", "０９１２\u3000３４５\u3000６７８", "٠٩١٢٣٤٥٦٧٨", "0084912345678"])
+def test_one_normalisation_with_the_telecom_connector(raw):
+    from connectors.telecom.phone import normalize_msisdn as telecom_e164
+
+    assert normalize_msisdn(raw) == "84912345678"
+    assert "+" + normalize_msisdn(raw) == telecom_e164(raw.removeprefix("MSISDN:"))
+
+
+@pytest.mark.parametrize("raw", ["MSISDN:", "0890000000", "0912abc678", "0912345678 ext 1"])
+def test_ranges_and_shapes_libphonenumber_refuses(raw):
+    assert normalize_msisdn(raw) is None

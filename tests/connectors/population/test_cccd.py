@@ -45,3 +45,26 @@ def test_malformed_pins(bad: str) -> None:
 
 def test_spaces_are_ignored() -> None:
     assert normalize_pin(" 001 090 000 001 ") == "001090000001"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        " 001090000001",
+        "001090000001\t",
+        "001\u3000090000001",
+        "００１０９００００００１",  # full-width digits
+        "٠٠١٠٩٠٠٠٠٠٠١",  # Arabic-Indic digits
+        "\n001 090\u00a0000 001\r\n",
+    ],
+)
+def test_unicode_variants_are_one_pin(raw: str) -> None:
+    assert normalize_pin(raw) == "001090000001"
+
+
+@pytest.mark.parametrize(
+    "raw", ["001090000001\u200b", "00109000000", "0010900000011", "001-090-000-001", "00109000000a", "0010900000O1", None]
+)
+def test_pin_lookalikes_are_refused(raw) -> None:  # noqa: ANN001
+    with pytest.raises(InvalidPin):
+        normalize_pin(raw)

@@ -41,20 +41,25 @@ def form(citizen, **changes: str) -> dict[str, str]:
 
 def test_capabilities(make_registry: Make) -> None:
     connector = make_registry()
-    for capability in (PasswordConnector, ChallengeConnector, AttributeSource, RefreshingConnector):
+    for capability in (ChallengeConnector, AttributeSource, RefreshingConnector):
         assert isinstance(connector, capability)
-    assert [f.name for f in connector.fields] == ["pin", "full_name", "date_of_birth"]
-    assert connector.challenge_fields == connector.fields
-    assert all(f.label_vi and f.label_en for f in connector.fields)
+    # Knowing is not proving: the details printed on the card never sign anyone in by themselves.
+    assert not isinstance(connector, PasswordConnector)
+    assert not hasattr(connector, "login")
+    assert [f.name for f in connector.challenge_fields] == ["pin", "full_name", "date_of_birth"]
+    assert all(f.label_vi and f.label_en for f in connector.challenge_fields)
 
 
-def test_knowledge_check_gives_low_with_registry_attributes(make_registry: Make, clock: ManualClock) -> None:
-    assertion = make_registry().login(AN)
-    assert assertion.connector_id == "population"
-    assert assertion.subject == DEMO_CITIZEN.pin
-    assert assertion.loa == LevelOfAssurance.LOW
-    assert assertion.amr == ("kba",)
-    assert assertion.national_id == "001090000001"
+def test_identification_finds_the_record_and_proves_nothing(make_registry: Make) -> None:
+    citizen = make_registry().find(AN)
+    assert citizen.pin == DEMO_CITIZEN.pin and citizen.status == "active"
+    assert not isinstance(citizen, Assertion)  # a record handle, never an assertion
+
+
+def test_registry_attributes_on_enrich(make_registry: Make, clock: ManualClock) -> None:
+    other = Assertion(connector_id="certificate", subject="cert-1",
+                      attributes={"national_id": VerifiedAttribute("national_id", DEMO_CITIZEN.pin, "certificate", clock.now)})
+    attrs = make_registry().enrich(other)
     expected = {
         "national_id": "001090000001",
         "name": "Nguyễn Văn An",
@@ -66,11 +71,11 @@ def test_knowledge_check_gives_low_with_registry_attributes(make_registry: Make,
         "phone_number": "+84912345678",
     }
     for name, value in expected.items():
-        assert assertion.value(name) == value, name
-        assert assertion.attributes[name].source == "population"
-        assert assertion.attributes[name].verified_at == clock.now
-    assert assertion.value("address") == {"formatted": DEMO_CITIZEN.residence, "region": "Hà Nội", "country": "VN"}
-    assert "phone_number_verified" not in assertion.attributes  # on record, not proven possessed
+        assert attrs[name].value == value, name
+        assert attrs[name].source == "population"
+        assert attrs[name].verified_at == clock.now
+    assert attrs["address"].value == {"formatted": DEMO_CITIZEN.residence, "region": "Hà Nội", "country": "VN"}
+    assert "phone_number_verified" not in attrs  # on record, not proven possessed
 
 
 @pytest.mark.parametrize(
@@ -83,7 +88,7 @@ def test_knowledge_check_gives_low_with_registry_attributes(make_registry: Make,
     ],
 )
 def test_what_people_type_is_accepted(make_registry: Make, changes: dict[str, str]) -> None:
-    assert make_registry().login({**AN, **changes}).subject == DEMO_CITIZEN.pin
+    assert make_registry().find({**AN, **changes}).pin == DEMO_CITIZEN.pin
 
 
 def test_generated_citizens_sign_in_too(make_registry: Make, registry_db: Path, registry_sandbox: Sandbox) -> None:
@@ -91,7 +96,7 @@ def test_generated_citizens_sign_in_too(make_registry: Make, registry_db: Path, 
         pin, full_name, born = conn.execute(
             "SELECT pin, full_name, date_of_birth FROM citizens WHERE demo = 0 AND status = 'active' LIMIT 1"
         ).fetchone()
-    assert make_registry().login({"pin": pin, "full_name": full_name, "date_of_birth": born}).value("name") == full_name
+    assert make_registry().find({"pin": pin, "full_name": full_name, "date_of_birth": born}).full_name == full_name
 
 
 @pytest.mark.parametrize(
@@ -108,21 +113,21 @@ def test_generated_citizens_sign_in_too(make_registry: Make, registry_db: Path, 
 )
 def test_mismatch_and_unknown_look_the_same(make_registry: Make, changes: dict[str, str]) -> None:
     with pytest.raises(InvalidCredentials) as refused:
-        make_registry().login({**AN, **changes})
+        make_registry().find({**AN, **changes})
     assert refused.value.code == "invalid_credentials"
 
 
 def test_deceased_and_locked_are_refused(make_registry: Make) -> None:
     connector = make_registry()
     with pytest.raises(NotAllowed) as deceased:
-        connector.login(form(DEMO_DECEASED))
+        connector.find(form(DEMO_DECEASED))
     assert deceased.value.code == "deceased"
     with pytest.raises(NotAllowed) as locked:
-        connector.login(form(DEMO_LOCKED))
+        connector.find(form(DEMO_LOCKED))
     assert locked.value.code == "id_locked"
     # Wrong answers about a deceased person say nothing about the status.
     with pytest.raises(InvalidCredentials):
-        connector.login(form(DEMO_DECEASED, date_of_birth="1945-03-03"))
+        connector.find(form(DEMO_DECEASED, date_of_birth="1945-03-03"))
 
 
 def test_enrich_an_assertion_from_another_source(make_registry: Make, clock: ManualClock) -> None:
@@ -196,10 +201,10 @@ def own_registry(tmp_path: Path) -> Iterator[Sandbox]:
 
 def test_registry_down_is_upstream_unavailable(make_registry: Make, own_registry: Sandbox) -> None:
     connector = make_registry(base_url=own_registry.base_url, timeout=1)
-    assert connector.login(AN).subject == DEMO_CITIZEN.pin
+    assert connector.find(AN).pin == DEMO_CITIZEN.pin
     own_registry.stop()
     with pytest.raises(UpstreamUnavailable):
-        connector.login(AN)
+        connector.find(AN)
     with pytest.raises(UpstreamUnavailable):
         connector.refresh(DEMO_CITIZEN.pin, {})
     assert not connector.health().ok
@@ -210,25 +215,25 @@ def test_failures_open_the_circuit_then_it_recovers(make_registry: Make, own_reg
     own_registry.set_faults(fail_status=503)
     for _ in range(3):
         with pytest.raises(UpstreamUnavailable):
-            connector.login(AN)
+            connector.find(AN)
     served = own_registry.requests_served()
     started = time.monotonic()
     for _ in range(5):
         with pytest.raises(UpstreamUnavailable, match="circuit open"):
-            connector.login(AN)
+            connector.find(AN)
     assert time.monotonic() - started < 0.2
     assert own_registry.requests_served() == served  # failed fast: the registry saw nothing
 
     own_registry.clear_faults()
     time.sleep(0.6)
-    assert connector.login(AN).subject == DEMO_CITIZEN.pin  # half-open trial succeeds, circuit closes
-    assert connector.login(AN).subject == DEMO_CITIZEN.pin
+    assert connector.find(AN).pin == DEMO_CITIZEN.pin  # half-open trial succeeds, circuit closes
+    assert connector.find(AN).pin == DEMO_CITIZEN.pin
 
 
 def test_retries_ride_over_a_single_failure(make_registry: Make, own_registry: Sandbox) -> None:
     connector = make_registry(base_url=own_registry.base_url, retries=1)
     own_registry.set_faults(fail_status=502, count=1)
-    assert connector.login(AN).subject == DEMO_CITIZEN.pin
+    assert connector.find(AN).pin == DEMO_CITIZEN.pin
 
 
 def test_slow_registry_times_out(make_registry: Make, own_registry: Sandbox) -> None:
@@ -236,10 +241,10 @@ def test_slow_registry_times_out(make_registry: Make, own_registry: Sandbox) -> 
     own_registry.set_faults(delay_ms=2000)
     started = time.monotonic()
     with pytest.raises(UpstreamUnavailable):
-        connector.login(AN)
+        connector.find(AN)
     assert time.monotonic() - started < 1.5
 
 
 def test_wrong_api_key_is_upstream_unavailable(make_registry: Make, own_registry: Sandbox) -> None:
     with pytest.raises(UpstreamUnavailable):
-        make_registry(base_url=own_registry.base_url, api_key="wrong").login(AN)
+        make_registry(base_url=own_registry.base_url, api_key="wrong").find(AN)

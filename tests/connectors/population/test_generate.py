@@ -105,3 +105,16 @@ def test_cli_generate(tmp_path: Path) -> None:
     assert len(rows(db)) == 250 + len(DEMO_CITIZENS)
     demo = CliRunner().invoke(registry_cli, ["demo"])
     assert demo.exit_code == 0 and "Nguyễn Văn An" in demo.output
+
+
+def test_every_synthetic_mobile_prefix_is_a_valid_mobile_range() -> None:
+    # normalize_msisdn follows libphonenumber's metadata; the generator must stay inside it.
+    from connectors.population.synthetic import MOBILE_PREFIXES
+
+    for prefix in MOBILE_PREFIXES:
+        rest = 10 - len(prefix)
+        for sample in (0, 10**rest // 3, 10**rest // 2, 10**rest - 1):
+            number = f"{prefix}{sample:0{rest}d}"
+            assert normalize_msisdn(number) == "+84" + number[1:], number
+    for citizen in DEMO_CITIZENS:
+        assert citizen.phone is None or normalize_msisdn(citizen.phone).startswith("+84")

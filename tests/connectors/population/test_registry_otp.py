@@ -130,7 +130,7 @@ def test_without_the_otp_connector_the_method_is_unavailable(make_registry: Make
 
 def test_levels_are_configurable(make_registry: Make, telecom_sandbox: Sandbox) -> None:
     connector = make_registry(loa="urn:nixa:loa:low", challenge_loa=3)
-    assert connector.login(form(DEMO_CITIZEN_2)).loa == LevelOfAssurance.LOW
+    assert connector.config.loa == LevelOfAssurance.LOW
     challenge = connector.start(form(DEMO_CITIZEN_2))
     assertion = connector.verify(challenge.state, latest_code(telecom_sandbox.base_url, "0356789012"))
     assert assertion.loa == LevelOfAssurance.HIGH

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +20,9 @@ from connectors.base import (
     UpstreamUnavailable,
 )
 from connectors.telecom.connector import TelecomSmsConnector
+from idp.settings import Settings
 from idp.store.ephemeral import MemoryStore
+from idp.store.throttle import Throttle
 from tests.connectors.clock import ManualClock
 from tests.connectors.sandboxes import Sandbox, running_sandbox
 from tests.connectors.telecom.outbox import TELECOM_API_KEY, latest_code, outbox, wrong_code
@@ -270,3 +273,138 @@ def test_wrong_api_key_is_upstream_unavailable(make_telecom: Make, own_operator:
     connector = make_telecom(base_url=own_operator.base_url, api_key="not-the-key")
     with pytest.raises(UpstreamUnavailable):
         connector.start({"phone": "0912000016"})
+
+
+# ---- the throttle service: one counter per number, per address, per request ---------------
+
+FULL_WIDTH = {ord(d): chr(0xFF10 + int(d)) for d in "0123456789"}
+ARABIC_INDIC = {ord(d): chr(0x0660 + int(d)) for d in "0123456789"}
+
+
+def test_unicode_digit_variants_of_one_number_share_one_counter(make_telecom: Make, telecom_sandbox: Sandbox) -> None:
+    connector = make_telecom(resend_after=0, sends_per_hour=3)
+    plain = "0912100001"
+    variants = [plain, plain.translate(FULL_WIDTH), plain.translate(ARABIC_INDIC), "0912\u3000100\u3000001"]
+    assert variants[1] == "\uff10\uff19\uff11\uff12\uff11\uff10\uff10\uff10\uff10\uff11" and variants[2][0] == "\u0660"
+    for variant in variants[:3]:
+        assert connector.start({"phone": variant}).masked_destination == "091****001"
+    with pytest.raises(RateLimited) as limited:
+        connector.start({"phone": variants[3]})
+    assert 0 < limited.value.retry_after <= 3600
+    assert len(outbox(telecom_sandbox.base_url, "+84912100001")) == 3
+
+
+def test_unicode_variants_share_the_resend_cooldown(make_telecom: Make, telecom_sandbox: Sandbox) -> None:
+    connector = make_telecom()
+    connector.start({"phone": "0912100002"})
+    with pytest.raises(RateLimited):
+        connector.start({"phone": "0912100002".translate(FULL_WIDTH)})
+    assert len(outbox(telecom_sandbox.base_url, "+84912100002")) == 1
+
+
+@pytest.mark.parametrize(
+    "addresses",
+    [["203.0.113.7"], ["2001:db8:7:1::1", "2001:db8:7:1:ffff:ffff:ffff:fffe", "2001:db8:7:1::abcd"]],
+    ids=["ipv4", "ipv6-same-64"],
+)
+def test_many_numbers_from_one_address_are_stopped_at_the_per_address_limit(
+    make_telecom: Make, telecom_sandbox: Sandbox, addresses: list[str]
+) -> None:
+    connector = make_telecom(resend_after=0)
+    limit = Settings().sms_per_address_per_hour
+    assert limit == 20
+    block = "2" if addresses[0].count(".") else "3"
+    sent, refused = [], []
+    for i in range(25):
+        number = f"09121{block}0{i:03d}"
+        try:
+            connector.start({"phone": number}, request_id=f"req-{block}-{i}", ip=addresses[i % len(addresses)])
+            sent.append(number)
+        except RateLimited as exc:
+            assert exc.retry_after > 0
+            refused.append(number)
+    assert len(sent) == limit and sent == [f"09121{block}0{i:03d}" for i in range(limit)]
+    assert len(refused) == 25 - limit
+    assert all(outbox(telecom_sandbox.base_url, number) == [] for number in refused)
+    # Another subscriber (another address, another /64) is not affected.
+    other = "198.51.100.9" if block == "2" else "2001:db8:7:2::1"
+    connector.start({"phone": f"09121{block}0999"}, request_id=f"req-{block}-other", ip=other)
+
+
+def test_one_pending_request_may_send_only_a_few_messages(make_telecom: Make, telecom_sandbox: Sandbox) -> None:
+    connector = make_telecom(resend_after=0)
+    per_request = Settings().sms_per_request
+    for i in range(per_request):
+        connector.start({"phone": f"091210400{i}"}, request_id="one-request", ip="203.0.113.40")
+    with pytest.raises(RateLimited):
+        connector.start({"phone": "0912104009"}, request_id="one-request", ip="203.0.113.40")
+    assert outbox(telecom_sandbox.base_url, "0912104009") == []
+    connector.start({"phone": "0912104009"}, request_id="another-request", ip="203.0.113.40")
+
+
+def test_a_challenge_from_another_request_does_not_cancel_the_first(make_telecom: Make, telecom_sandbox: Sandbox) -> None:
+    connector = make_telecom(resend_after=0)
+    victim = connector.start({"phone": "0912100005"}, request_id="victim-request", ip="198.51.100.5")
+    victim_code = latest_code(telecom_sandbox.base_url, "0912100005")
+    attacker = connector.start({"phone": "0912100005"}, request_id="attacker-request", ip="203.0.113.66")
+    attacker_code = latest_code(telecom_sandbox.base_url, "0912100005")
+    assert attacker_code != victim_code or attacker.state != victim.state
+    assert connector.verify(victim.state, victim_code).subject == "+84912100005"
+
+
+def test_a_resend_within_the_same_request_supersedes_its_previous_code(make_telecom: Make, telecom_sandbox: Sandbox) -> None:
+    connector = make_telecom(resend_after=0)
+    first = connector.start({"phone": "0912100006"}, request_id="same-request")
+    old_code = latest_code(telecom_sandbox.base_url, "0912100006")
+    second = connector.start({"phone": "0912100006"}, request_id="same-request")
+    new_code = latest_code(telecom_sandbox.base_url, "0912100006")
+    with pytest.raises(ChallengeExpired):
+        connector.verify(first.state, old_code)
+    assert connector.verify(second.state, new_code).subject == "+84912100006"
+
+
+def test_send_notice_is_throttled_on_its_own_channel(make_telecom: Make, telecom_sandbox: Sandbox) -> None:
+    connector = make_telecom(resend_after=0, sends_per_hour=2)
+    text = "NIXA: Mot phuong thuc dang nhap moi da duoc lien ket. / A new sign-in method was linked."
+    connector.send_notice("0912100007", text, ip="203.0.113.70")
+    connector.send_notice("+84912100007".translate(FULL_WIDTH), text, ip="203.0.113.70")
+    messages = outbox(telecom_sandbox.base_url, "0912100007")
+    assert [m["text"] for m in messages] == [text, text]
+    assert not any(re.search(r"\b\d{6}\b", m["text"]) for m in messages)  # no code in a notice
+    with pytest.raises(RateLimited):
+        connector.send_notice("0912100007", text, ip="203.0.113.70")
+    assert len(outbox(telecom_sandbox.base_url, "0912100007")) == 2
+    # Notices do not use up the number's codes.
+    connector.start({"phone": "0912100007"}, ip="203.0.113.70")
+    assert len(outbox(telecom_sandbox.base_url, "0912100007")) == 3
+
+
+def test_send_notice_to_an_operator_that_is_down_is_upstream_unavailable(make_telecom: Make, own_operator: Sandbox) -> None:
+    connector = make_telecom(base_url=own_operator.base_url)
+    own_operator.set_faults(fail_status=503)
+    with pytest.raises(UpstreamUnavailable):
+        connector.send_notice("0912100008", "NIXA: notice")
+    with pytest.raises(InvalidCredentials):
+        connector.send_notice("024 3825 1234", "NIXA: notice")
+
+
+def test_without_the_throttle_service_codes_per_number_are_still_capped(make_telecom: Make, clock: ManualClock) -> None:
+    connector = make_telecom(throttle=False, resend_after=0, sends_per_hour=2)
+    assert connector.ctx.throttle is None
+    connector.start({"phone": "0912100009"})
+    connector.start({"phone": "0912100009".translate(ARABIC_INDIC)})
+    with pytest.raises(RateLimited):
+        connector.start({"phone": "0912100009"})
+    clock.advance(3601)
+    connector.start({"phone": "0912100009"})
+
+
+def test_sends_are_counted_in_the_shared_throttle(make_telecom: Make, store: MemoryStore) -> None:
+    throttle = Throttle(store, Settings(sms_global_per_hour=3))
+    a = make_telecom(throttle=throttle, resend_after=0)
+    b = make_telecom(throttle=throttle, resend_after=0)  # another worker, same store
+    a.start({"phone": "0912100010"})
+    b.start({"phone": "0912100011"})
+    a.start({"phone": "0912100012"})
+    with pytest.raises(RateLimited):
+        b.start({"phone": "0912100013"})

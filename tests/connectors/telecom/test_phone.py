@@ -41,3 +41,37 @@ def test_masked_destination_shows_prefix_and_last_three_digits() -> None:
     assert mask_msisdn("+84912345678") == "091****678"
     assert mask_msisdn("0356789012") == "035****012"
     assert national_format("+84912345678") == "0912345678"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "０９１２３４５６７８",  # full-width digits
+        "٠٩١٢٣٤٥٦٧٨",  # Arabic-Indic digits
+        "۰۹۱۲۳۴۵۶۷۸",  # Extended Arabic-Indic (Persian) digits
+        "0912\u3000345\u3000678",  # ideographic spaces inside
+        "\t0912345678\n",
+        "＋８４９１２３４５６７８",  # full-width plus too
+        "0912\u00a0345\u2009678",  # no-break and thin spaces
+    ],
+)
+def test_unicode_variants_are_one_number(raw: str) -> None:
+    assert normalize_msisdn(raw) == "+84912345678"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "0912abc678",  # libphonenumber alone would read letters as a keypad
+        "0912345678 ext. 12",
+        "0912345678;ext=12",
+        "+84912345678+",
+        "0912345678\u200b",  # a zero-width space is not whitespace
+        "0212345678",  # not a mobile range
+        "0890000000",  # 089 is mobile only from 0896
+        None,
+    ],
+)
+def test_lookalikes_and_non_mobiles_are_refused(raw) -> None:  # noqa: ANN001
+    with pytest.raises(InvalidPhoneNumber):
+        normalize_msisdn(raw)

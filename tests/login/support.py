@@ -1,0 +1,56 @@
+"""Browser steps shared by the sign-in tests: the registry's challenge, a certificate signature,
+consent, and reading the ID token."""
+
+from __future__ import annotations
+
+import json
+
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from connectors.certificate.agent import sign_challenge
+from connectors.population.demo_data import DEMO_CITIZEN, DEMO_PHONE_E164
+from tests.conftest import form_action, hidden, query_of
+from tests.connectors.telecom.outbox import latest_code
+
+
+def claims_of(http, token: str) -> dict:  # noqa: ANN001
+    return jwt.decode(token, KeySet.import_key_set(http.get("/jwks").json()), algorithms=["ES256", "RS256", "EdDSA"]).claims
+
+
+def redeem_claims(http, client, location: str, verifier: str) -> dict:  # noqa: ANN001
+    cb = query_of(location)
+    assert "code" in cb, location
+    r = http.post("/token", data={"grant_type": "authorization_code", "code": cb["code"], "redirect_uri": client.redirect_uri,
+                                  "code_verifier": verifier}, auth=(client.client_id, client.secret))
+    assert r.status_code == 200, r.text
+    return claims_of(http, r.json()["id_token"])
+
+
+def consent_if_asked(browser, r):  # noqa: ANN001, ANN201
+    if r.headers["location"].startswith("/interaction/"):
+        page = browser.get(r.headers["location"])
+        if 'name="decision"' in page.text:
+            r = browser.post(form_action(page.text, "/consent"), data={"csrf": hidden(page.text, "csrf"), "decision": "allow"})
+    return r
+
+
+def registry_otp(browser, fed: dict, login_page: str, citizen=DEMO_CITIZEN, phone: str = DEMO_PHONE_E164):  # noqa: ANN001, ANN201
+    """The registry's challenge: the details identify the record, the code goes to its phone on
+    record (read from the operator sandbox's outbox, as the holder of that phone would)."""
+    form = {"csrf": hidden(login_page, "csrf"), "pin": citizen.pin, "full_name": citizen.full_name,
+            "date_of_birth": citizen.date_of_birth}
+    r = browser.post(form_action(login_page, "/challenge/population"), data=form)
+    assert r.status_code == 303 and r.headers["location"].endswith("/otp"), r.text
+    page = browser.get(r.headers["location"])
+    assert "****" in page.text
+    code = latest_code(fed["sms"].base_url, phone)
+    return browser.post(form_action(page.text, "/otp"), data={"csrf": hidden(page.text, "csrf"), "otp": code, "action": "verify"})
+
+
+def certificate_sign_in(browser, fed: dict, login_page: str, label: str = "an"):  # noqa: ANN001, ANN201
+    r = browser.post(form_action(login_page, "/certificate/certificate"), data={"csrf": hidden(login_page, "csrf")})
+    assert r.status_code == 200, r.text
+    challenge = hidden(r.text, "challenge") if 'name="challenge"' in r.text else r.text.split('id="challenge" readonly value="')[1].split('"')[0]
+    signed = sign_challenge(fed["pki"].p12_path(label), "nixa-demo", challenge)
+    return browser.post(form_action(r.text, "/verify"), data={"csrf": hidden(r.text, "csrf"), "signed": json.dumps(signed)})
