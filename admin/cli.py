@@ -101,11 +101,11 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
 
 
 @app.command()
-def demo(host: str = "127.0.0.1", port: int = 8000, rp_port: int = 8001) -> None:
+def demo(host: str = "127.0.0.1", port: int = 8000, rp_port: int = 8001, tax_port: int = 8002) -> None:
     """The embedded default with demo data, the demo portal and the sandboxes of national systems."""
     from idp.demo.run import run_demo
 
-    run_demo(host=host, port=port, rp_port=rp_port)
+    run_demo(host=host, port=port, rp_port=rp_port, tax_port=tax_port)
 
 
 # ---- keys --------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from keys.ring import KeyRing, MasterKey
 
 log = logging.getLogger("nixa")
 
+API_PATHS = ("/token", "/introspect", "/revoke", "/par", "/userinfo", "/jwks")
 STANDARD_SCOPES = ["openid", "profile", "email", "phone", "address", "offline_access", "national_id", "roles", "verified_claims"]
 
 
@@ -55,6 +56,12 @@ class Nixa:
                                    person_key=self.master.derive("access-token-person"))
         # One throttle service for every secret check and every message sent (idp/store/throttle.py).
         self.throttle = Throttle(self.store, settings)
+        from idp.login.session import Sessions
+
+        self.sessions = Sessions(self.store, settings.sso_session_ttl, clock, idle_ttl=settings.sso_idle_ttl or None)
+        from idp.oidc.logout import BackchannelLogout
+
+        self.backchannel = BackchannelLogout(self)  # back-channel logout outbox (idp/oidc/logout.py)
         self.connectors = ConnectorRegistry(self.db, self.store, settings.issuer, clock, throttle=self.throttle)
         self.scopes_supported = STANDARD_SCOPES
         self.csrf_key = self.master.derive("csrf")
@@ -130,7 +137,7 @@ class Nixa:
                 row.granted_at = self.clock()
         self.events.emit("consent.granted", person_id=person_id, client_id=client_id, data={"scopes": sorted(scopes)})
 
-    def revoke_consent(self, person_id: str, client_id: str) -> None:
+    def revoke_consent(self, person_id: str, client_id: str, *, ip: str | None = None) -> None:
         with self.db.session() as s:
             row = s.get(Consent, (person_id, client_id))
             if row is not None:
@@ -138,7 +145,7 @@ class Nixa:
             grants = s.scalars(select(Grant.id).where(Grant.person_id == person_id, Grant.client_id == client_id, Grant.revoked_at.is_(None))).all()
         for gid in grants:
             self.tokens.revoke_grant(gid, "consent_revoked", client_id=client_id, person_id=person_id)
-        self.events.emit("consent.revoked", person_id=person_id, client_id=client_id)
+        self.events.emit("consent.revoked", person_id=person_id, client_id=client_id, ip=ip)
 
     def release_claims(self, person_id: str, client_id: str, claims: list[str], channel: str) -> None:
         """Access log for the citizen. Identical releases within 5 minutes are one entry, so a
@@ -215,6 +222,9 @@ def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) ->
     from idp.login.federated import router as federated_router
 
     app.include_router(federated_router)
+    from idp.account.routes import router as account_router
+
+    app.include_router(account_router)
     app.add_middleware(SecurityHeaders)
     from pathlib import Path
 
@@ -227,12 +237,28 @@ def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) ->
             headers["WWW-Authenticate"] = 'Basic realm="nixa"'  # RFC 6749 §5.2
         return JSONResponse({"error": exc.error, "error_description": exc.description}, status_code=exc.status, headers=headers)
 
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # An unknown path or method: JSON for API callers, a page in the person's language for
+        # browsers (never FastAPI's bare {"detail": ...} on a national service's site).
+        api = request.url.path in API_PATHS or request.url.path.startswith("/.well-known")
+        if api:
+            error = "invalid_request" if exc.status_code == 405 else "not_found"
+            return JSONResponse({"error": error, "error_description": str(exc.detail)}, status_code=exc.status_code,
+                                headers={"Cache-Control": "no-store"})
+        from idp.login.pages import message, translator
+
+        key = "error_not_found" if exc.status_code == 404 else "error_bad_request"
+        return message(request, translator(request), key, exc.status_code, detail=str(exc.detail))
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         # A bug, not bad input (bad input is answered before this). The person gets a page in
         # their language, an API caller an OAuth `server_error`; the details go to the log only.
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        api = request.url.path in ("/token", "/introspect", "/revoke", "/par", "/userinfo") or request.url.path.startswith("/.well-known")
+        api = request.url.path in API_PATHS or request.url.path.startswith("/.well-known")
         if api:
             return JSONResponse({"error": "server_error", "error_description": "The server could not answer; try again"},
                                 status_code=500, headers={"Cache-Control": "no-store"})

@@ -3,3 +3,6 @@
 from idp.app import create_app
 
 app = create_app()
+# Each worker delivers the back-channel logout outbox from the start: rows a restart left pending
+# go out without waiting for this worker's first logout.
+app.state.nixa.backchannel.start()

@@ -37,6 +37,9 @@ EVENT_TYPES = frozenset(
         "grant.revoked",
         "claims.released",
         "logout",
+        "logout.delivered",  # a back-channel logout token reached an app (OIDC Back-Channel Logout 1.0)
+        "logout.retrying",  # an attempt failed; another one is scheduled
+        "logout.failed",  # every attempt failed, or the app cannot be told any more
         "session.ended",
         "client.changed",
         "key.rotated",
@@ -45,6 +48,7 @@ EVENT_TYPES = frozenset(
         "identity.unlinked",
         "identity.merged",
         "identity.link_refused",
+        "identity.reported",  # the citizen said a linked identity was not theirs (account page)
         "person.status_changed",
         "notification.sent",
         "notification.failed",

@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     refresh_token_ttl: int = Field(30 * 86400, description="Refresh token lifetime (absolute per token).")
     pending_request_ttl: int = Field(1800, description="How long a sign-in may take from /authorize to the code.")
     par_ttl: int = Field(60, description="request_uri lifetime for pushed authorization requests (RFC 9126).")
-    sso_session_ttl: int = Field(8 * 3600, description="SSO session lifetime.")
+    sso_session_ttl: int = Field(8 * 3600, description="SSO session absolute lifetime, from sign-in.")
+    sso_idle_ttl: int = Field(1800, description="SSO session idle lifetime: unused this long, it ends (0: no idle limit).")
     key_retire_grace: int = Field(3600, description="Extra time a retired key stays published after its last token expired.")
 
     default_signing_alg: str = Field("ES256", description="ID token / access token alg when a client names none.")

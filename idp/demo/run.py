@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-PORTS = {"nixa": 8000, "rp": 8001, "registry": 8101, "sms": 8102, "ca": 8103, "ldap": 8104, "operator": 8105}
+PORTS = {"nixa": 8000, "rp": 8001, "tax": 8002, "registry": 8101, "sms": 8102, "ca": 8103, "ldap": 8104, "operator": 8105}
 
 
 def _wait(url: str, name: str, timeout: float = 30.0) -> None:
@@ -115,13 +115,18 @@ class Sandboxes:
         self.handles.clear()
 
 
+DEMO_CLIENTS = ("demo-portal", "demo-tax", "demo-service")
+
+
 def demo_clients(var: Path) -> dict[str, str]:
+    """The demo clients' secrets, generated at first start (a var/ from an older demo keeps its
+    secrets and gets the missing ones)."""
     path = var / "demo-clients.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    secrets_ = {"demo-portal": secrets.token_urlsafe(32), "demo-service": secrets.token_urlsafe(32)}
-    path.write_text(json.dumps(secrets_))
-    path.chmod(0o600)
+    known = json.loads(path.read_text()) if path.exists() else {}
+    secrets_ = {cid: known.get(cid) or secrets.token_urlsafe(32) for cid in DEMO_CLIENTS}
+    if secrets_ != known:
+        path.write_text(json.dumps(secrets_))
+        path.chmod(0o600)
     return secrets_
 
 
@@ -129,13 +134,15 @@ def seed(nixa: Any, var: Path, info: dict[str, Any], keys: dict[str, str]) -> di
     from connectors.population.demo_data import DEMO_CITIZEN, DEMO_PHONE_E164
 
     issuer = nixa.settings.issuer
-    rp = f"http://127.0.0.1:{PORTS['rp']}"
     secret = demo_clients(var)
-    nixa.clients.upsert({
-        "client_id": "demo-portal", "client_name": "Cổng dịch vụ công (demo)", "client_secret": secret["demo-portal"],
-        "redirect_uris": [f"{rp}/callback"], "post_logout_redirect_uris": [f"{rp}/"],
-        "grant_types": ["authorization_code", "refresh_token"], "scope": "openid profile email phone address offline_access",
-    })
+    for client_id, port_name, name in (("demo-portal", "rp", "Cổng Dịch vụ công (demo)"), ("demo-tax", "tax", "Thuế điện tử (demo)")):
+        rp = f"http://127.0.0.1:{PORTS[port_name]}"
+        nixa.clients.upsert({
+            "client_id": client_id, "client_name": name, "client_secret": secret[client_id],
+            "redirect_uris": [f"{rp}/callback"], "post_logout_redirect_uris": [f"{rp}/"],
+            "backchannel_logout_uri": f"{rp}/backchannel-logout", "backchannel_logout_session_required": True,
+            "grant_types": ["authorization_code", "refresh_token"], "scope": "openid profile email phone address offline_access",
+        })
     nixa.clients.upsert({
         "client_id": "demo-spa", "client_name": "Ứng dụng di động (demo)", "token_endpoint_auth_method": "none",
         "application_type": "native", "redirect_uris": ["http://127.0.0.1/callback"], "grant_types": ["authorization_code", "refresh_token"],
@@ -173,19 +180,19 @@ def seed(nixa: Any, var: Path, info: dict[str, Any], keys: dict[str, str]) -> di
         reg.upsert("ldap", "ldap", info["ldap"], loa="low", display_name_vi="Tài khoản cán bộ (thư mục cơ quan)",
                    display_name_en="Agency staff account (directory)", position=40)
     nixa.events.emit("admin.changed", data={"demo": "seeded"})
-    return {"portal_secret": secret["demo-portal"], "issuer": issuer}
+    return {"portal_secret": secret["demo-portal"], "tax_secret": secret["demo-tax"], "issuer": issuer}
 
 
-def run_demo(host: str = "127.0.0.1", port: int = 8000, rp_port: int = 8001) -> None:
+def run_demo(host: str = "127.0.0.1", port: int = 8000, rp_port: int = 8001, tax_port: int = 8002) -> None:
     import uvicorn
 
-    PORTS["nixa"], PORTS["rp"] = port, rp_port
+    PORTS["nixa"], PORTS["rp"], PORTS["tax"] = port, rp_port, tax_port
     var = Path(os.environ.get("NIXA_VAR_DIR", "var")).resolve()
     var.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("NIXA_VAR_DIR", str(var))
     os.environ.setdefault("NIXA_ISSUER", f"http://{host}:{port}")
     from idp.app import Nixa, create_app
-    from idp.demo.rp import create_rp
+    from idp.demo.rp import E_TAX, PUBLIC_SERVICES, create_rp
     from idp.settings import Settings
     from idp.store.db import migrate
 
@@ -197,13 +204,18 @@ def run_demo(host: str = "127.0.0.1", port: int = 8000, rp_port: int = 8001) -> 
     nixa = Nixa(settings)
     seeded = seed(nixa, var, info, sandboxes.keys)
     rp_url = f"http://127.0.0.1:{rp_port}"
-    rp_app = create_rp(settings.issuer, "demo-portal", seeded["portal_secret"], rp_url)
-    rp_server = uvicorn.Server(uvicorn.Config(rp_app, host=host, port=rp_port, log_level="warning"))
-    threading.Thread(target=rp_server.run, daemon=True).start()
+    tax_url = f"http://127.0.0.1:{tax_port}"
+    portals = [uvicorn.Server(uvicorn.Config(create_rp(settings.issuer, "demo-portal", seeded["portal_secret"], rp_url, PUBLIC_SERVICES),
+                                             host=host, port=rp_port, log_level="warning")),
+               uvicorn.Server(uvicorn.Config(create_rp(settings.issuer, "demo-tax", seeded["tax_secret"], tax_url, E_TAX),
+                                             host=host, port=tax_port, log_level="warning"))]
+    for server in portals:
+        threading.Thread(target=server.run, daemon=True).start()
     pki = info["pki"]
     print(f"""
   NIXA (OpenID Provider)     {settings.issuer}
-  Cổng demo / demo portal    {rp_url}
+  Cổng Dịch vụ công (demo)   {rp_url}
+  Thuế điện tử (demo)        {tax_url}   (đăng nhập một lần / single sign-on with the portal above)
   Hộp thư SMS / SMS outbox   http://127.0.0.1:{PORTS['sms']}/outbox
 
   Tài khoản demo / demo sign-ins (all the same person, Nguyễn Văn An):
@@ -214,8 +226,10 @@ def run_demo(host: str = "127.0.0.1", port: int = 8000, rp_port: int = 8001) -> 
     Staff (LDAP)        nguyenvanan / An@Demo2024 (more in connectors/ldap/staff.ldif)
   Ctrl-C to stop.
 """, flush=True)
+    nixa.backchannel.start()  # logout tokens left pending by an earlier run go out now
     try:
         uvicorn.run(create_app(settings, nixa=nixa), host=host, port=port, log_level="warning")
     finally:
-        rp_server.should_exit = True
+        for server in portals:
+            server.should_exit = True
         sandboxes.stop()

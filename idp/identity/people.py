@@ -212,6 +212,11 @@ class People:
                 select(LinkedIdentity).where(LinkedIdentity.connector_id == assertion.connector_id, LinkedIdentity.subject == assertion.subject)
             )
             if link is not None:
+                if getattr(link, "locked_at", None):
+                    # The citizen reported this link ("this wasn't me"): it signs nobody in.
+                    from connectors.base import NotAllowed
+
+                    raise NotAllowed("this linked identity was reported and locked", code="link_locked")
                 link.last_used_at = self.clock()
                 link.connector_data = dict(assertion.connector_data)
                 # A link stays as strong as the proof that made it: using it never raises its level.

@@ -89,11 +89,11 @@ def _set_status(nixa: Any, person_id: str, status: str, *, ip: str | None = None
 
 def end_everything(nixa: Any, person_id: str, status: str, *, ip: str | None = None) -> None:
     """The ID is no longer usable: record it on the Person, end their sessions and grants."""
-    from idp.login.session import Sessions
-
     with nixa.db.session() as s:
         grants = s.scalars(select(Grant.id).where(Grant.person_id == person_id, Grant.revoked_at.is_(None))).all()
     for gid in grants:
         nixa.tokens.revoke_grant(gid, f"person_{status}", person_id=person_id)
-    ended = Sessions(nixa.store, nixa.settings.sso_session_ttl, nixa.clock).end_all_of(person_id)
+    ended = nixa.sessions.end_all_of(person_id)
+    for session in ended:  # tell every app of every ended session (OIDC Back-Channel Logout 1.0)
+        nixa.backchannel.enqueue(session, session.clients, f"person_{status}")
     _set_status(nixa, person_id, status, ip=ip, grants_revoked=len(grants), sessions_ended=len(ended))

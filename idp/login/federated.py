@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -31,11 +30,11 @@ from connectors.base import (
     RedirectConnector,
     VerifiedAttribute,
 )
-from idp.identity import linking
+from idp.identity import linking, notify
 from idp.identity.people import LinkConflict, NeedsProofing, Provenance
 from idp.login import flow
 from idp.login.methods import canonical_identifier, method_id
-from idp.login.pages import browser_id, message, nixa_of, redirect, render
+from idp.login.pages import browser_id, message, nixa_of, rate_limited_text, redirect, render
 from idp.login.routes import _csrf_ok, _form, _load, _show_step, refuse_method, signed_in
 from idp.login.session import csrf_token
 from idp.oidc.endpoints import client_ip
@@ -68,7 +67,7 @@ def assertion_from_dict(d: dict) -> Assertion:
 
 def _error_text(t: Any, err: ConnectorError) -> str:
     if isinstance(err, RateLimited) and err.retry_after:
-        return t("rate_limited", seconds=err.retry_after)
+        return rate_limited_text(t, err.retry_after)
     key = f"conn_{err.code}"
     text = t(key)
     if text == key:
@@ -85,7 +84,7 @@ def _failed(request: Request, nixa: Any, pending: flow.Pending, t: Any, connecto
 
 def _throttled(request: Request, nixa: Any, pending: flow.Pending, t: Any, method: str, wait: int) -> Response:
     nixa.events.emit("login.throttled", client_id=pending.client_id, ip=client_ip(request, nixa), data={"method": method})
-    return _show_step(request, nixa, pending, t, error=t("rate_limited", seconds=wait), status=429)
+    return _show_step(request, nixa, pending, t, error=rate_limited_text(t, wait), status=429)
 
 
 def _offered_method(request: Request, nixa: Any, pending: flow.Pending, t: Any, connector_id: str, capability: type,
@@ -135,9 +134,9 @@ def _accepted(request: Request, nixa: Any, pending: flow.Pending, t: Any, entry:
             provenance = Provenance(proof.method, proof.loa, ip)
             resolution = nixa.people.resolve(assertion, provenance=provenance, ip=ip)
             person_id = nixa.people.link(resolution.person_id, first, loa=trusted, provenance=provenance)
-            _notify_link(nixa, person_id, first.connector_id, ip)
+            notify.new_link(nixa, person_id, first.connector_id, ip)
             if resolution.linked:
-                _notify_link(nixa, person_id, assertion.connector_id, ip)
+                notify.new_link(nixa, person_id, assertion.connector_id, ip)
             pending = flow.update(nixa, pending, lambda p: setattr(p, "proofing", None))
             loa, amr, method = trusted, sorted(set(first.amr) | set(assertion.amr)), first.connector_id
         else:
@@ -148,7 +147,7 @@ def _accepted(request: Request, nixa: Any, pending: flow.Pending, t: Any, entry:
                 # A source that does not prove the ID itself is as strong as the proof that linked it.
                 loa = min(loa, resolution.loa)
             if resolution.linked:
-                _notify_link(nixa, person_id, assertion.connector_id, ip)
+                notify.new_link(nixa, person_id, assertion.connector_id, ip)
             amr, method = list(assertion.amr), entry.id
     except NeedsProofing:
         saved = {"assertion": assertion_to_dict(assertion), "loa": loa, "connector_id": entry.id}
@@ -163,35 +162,11 @@ def _accepted(request: Request, nixa: Any, pending: flow.Pending, t: Any, entry:
         nixa.events.emit("identity.link_refused", client_id=pending.client_id, ip=ip,
                          data={"connector": entry.id, "reason": "concurrent_or_taken"})
         return message(request, t, "error_link_conflict", 409)
+    except ConnectorError as err:  # a locked link, a refused person
+        return _failed(request, nixa, pending, t, entry.id, err)
     if registry:
         nixa.people.store_attributes(person_id, registry)
     return signed_in(request, nixa, pending, t, person_id=person_id, loa=loa, amr=amr, method=method)
-
-
-def _notify_link(nixa: Any, person_id: str, connector_id: str, ip: str | None) -> None:
-    """Tell the citizen of every new link, by SMS to the registry's phone on record (through the
-    operator's SMS API, throttled like every send). A failure is audited, never blocks."""
-    attrs = nixa.people.attributes(person_id)
-    phone = attrs.get("phone_number")
-    population = {e.id for e in nixa.connectors.entries() if e.type == "population"}
-    sender = next((e for e in nixa.connectors.entries() if hasattr(e.instance, "send_notice")), None)
-    linked = nixa.connectors.entry(connector_id)
-    if phone is None or phone.source not in population or sender is None:
-        nixa.events.emit("notification.failed", person_id=person_id, ip=ip,
-                         data={"kind": "identity.linked", "connector": connector_id, "reason": "no_phone_on_record_or_sender"})
-        return
-    name = (linked.display_name_en if linked else "") or connector_id
-    when = time.strftime("%H:%M %d/%m/%Y", time.localtime(nixa.clock()))
-    text = (f"NIXA: {name} vua duoc lien ket voi so dinh danh cua ban luc {when}. Neu khong phai ban, hay khoa ngay. "
-            f"/ {name} was linked to your ID at {when}. Not you? Lock it now.")
-    try:
-        sender.instance.send_notice(str(phone.value), text, ip=ip)
-    except ConnectorError as err:
-        nixa.events.emit("notification.failed", person_id=person_id, ip=ip,
-                         data={"kind": "identity.linked", "connector": connector_id, "reason": err.code})
-        return
-    nixa.events.emit("notification.sent", person_id=person_id, ip=ip, data={"kind": "identity.linked", "connector": connector_id,
-                                                                           "channel": sender.id})
 
 
 def registry_attributes(nixa: Any, assertion: Assertion) -> dict[str, VerifiedAttribute]:
@@ -336,7 +311,7 @@ def _otp_verify(request: Request, nixa: Any, pending: flow.Pending, t: Any, form
     wait = nixa.throttle.secret_attempt(**guard)
     if wait:
         nixa.events.emit("login.throttled", client_id=pending.client_id, ip=guard["ip"], data={"method": guard["method"]})
-        return _otp_page(request, nixa, pending, t, error=t("rate_limited", seconds=wait), status=429)
+        return _otp_page(request, nixa, pending, t, error=rate_limited_text(t, wait), status=429)
     try:
         assertion = entry.instance.verify(ch["state"], form.get("otp", "").strip()[:16])
     except ConnectorError as err:

@@ -43,6 +43,13 @@ def message(request: Request, t: Translator, key: str, status: int = 400, *, is_
                   back_url=back_url)
 
 
+def rate_limited_text(t: Translator, seconds: int) -> str:
+    """How long to wait, as a person reads it: seconds under a minute and a half, else minutes."""
+    if seconds >= 90:
+        return t("rate_limited_minutes", minutes=-(-seconds // 60))
+    return t("rate_limited", seconds=seconds)
+
+
 def nixa_of(request: Request) -> Any:
     return request.app.state.nixa
 

@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from connectors.base import LevelOfAssurance, NotAllowed, canonical_username
+from idp.identity import notify
 from idp.identity import status as id_status
 from idp.login import flow
 from idp.login.methods import LOCAL_METHOD, available_methods
@@ -17,6 +18,7 @@ from idp.login.pages import (
     ensure_browser_id,
     message,
     nixa_of,
+    rate_limited_text,
     redirect,
     render,
     session_cookie,
@@ -31,7 +33,7 @@ router = APIRouter()
 
 
 def sessions(nixa: Any) -> Sessions:
-    return Sessions(nixa.store, nixa.settings.sso_session_ttl, nixa.clock)
+    return nixa.sessions
 
 
 # ---- /authorize ---------------------------------------------------------------------------------
@@ -59,7 +61,7 @@ async def authorize(request: Request) -> Response:
 def _authorize_request(request: Request, nixa: Any, t: Any, params: dict[str, str]) -> Response:
     # In the threadpool: the store and the audit log may be network calls (Redis, PostgreSQL).
     bid, new_browser = ensure_browser_id(request)
-    session = sessions(nixa).load(session_cookie(request))
+    session = sessions(nixa).touch(session_cookie(request), sessions(nixa).load(session_cookie(request)))
     try:
         kind, value = flow.begin(nixa, params, bid, session)
         if kind == "finish":
@@ -169,8 +171,10 @@ def signed_in(request: Request, nixa: Any, pending: flow.Pending, t: Any, *, per
         from idp.login.federated import _error_text
 
         return _show_step(request, nixa, pending, t, error=_error_text(t, err), status=403)
-    cookie, session = sessions(nixa).establish(session_cookie(request), person_id=person_id, loa=loa, amr=amr, method=method)
+    cookie, session = sessions(nixa).establish(session_cookie(request), person_id=person_id, loa=loa, amr=amr, method=method,
+                                               user_agent=request.headers.get("user-agent", ""), ip=ip)
     pending = flow.record_step(nixa, pending, method=method, loa=loa, person_id=person_id, at=session.auth_time)
+    notify.sign_in_from_new_device(nixa, person_id, browser_id(request), ip)
     nixa.events.emit("login.succeeded", person_id=person_id, client_id=pending.client_id, ip=client_ip(request, nixa),
                      data={"method": method, "acr": LevelOfAssurance(session.loa).acr, "amr": amr})
     if flow.session_satisfies(nixa, pending, session) and not flow.needs_consent(nixa, pending, session):
@@ -211,7 +215,7 @@ def _local_login(request: Request, nixa: Any, pending: flow.Pending | None, t: A
     wait = nixa.throttle.secret_attempt(**guard)  # counted before the check: parallel guesses cannot pass the limit
     if wait:
         nixa.events.emit("login.throttled", client_id=pending.client_id, ip=ip, data={"method": LOCAL_METHOD})
-        return _show_step(request, nixa, pending, t, error=t("rate_limited", seconds=wait), status=429)
+        return _show_step(request, nixa, pending, t, error=rate_limited_text(t, wait), status=429)
     person_id = nixa.people.check_local_password(username, form.get("password", "")) if username else None
     if person_id is None:
         nixa.events.emit("login.failed", client_id=pending.client_id, ip=ip, data={"method": "local", "reason": "invalid_credentials"})
@@ -243,6 +247,7 @@ def _consent(request: Request, nixa: Any, pending: flow.Pending | None, t: Any, 
         return redirect(flow.deny(nixa, pending.rid, browser_id(request) or ""))
     client = nixa.clients.get(pending.client_id)
     nixa.record_consent(session.person_id, pending.client_id, flow.client_scopes(client, pending) - {"openid"})
+    notify.consent_granted(nixa, session.person_id, client.name, client_ip(request, nixa))
     pending = flow.update(nixa, pending, lambda p: setattr(p, "consent_done", True))
     return _complete(request, nixa, pending, session, cookie)
 
@@ -273,6 +278,18 @@ def home(request: Request) -> Response:
         demo = [{"id": e.id, "type": e.type, "level": int(e.loa), "base_url": e.config.get("base_url") or e.config.get("issuer")}
                 for e in nixa.connectors.entries()]
     return render(request, "home.html", translator(request), demo=demo)
+
+
+@router.get("/help")
+def help_page(request: Request) -> Response:
+    t = translator(request)
+    return render(request, "info.html", t, title=t("help_title"), paragraphs=t("help_body").split("|"))
+
+
+@router.get("/privacy")
+def privacy_page(request: Request) -> Response:
+    t = translator(request)
+    return render(request, "info.html", t, title=t("privacy_title"), paragraphs=t("privacy_body").split("|"))
 
 
 # ---- RP-Initiated Logout 1.0 --------------------------------------------------------------------
@@ -353,10 +370,14 @@ def _do_logout(request: Request, nixa: Any, t: Any, handle: str, bid: str | None
     if not data or data.get("browser") != bid:
         return message(request, t, "error_expired_request")
     ended = sessions(nixa).end(session_cookie(request))
+    apps = None
     if ended is not None:
+        # Written before the logout is acknowledged: every app of the session will be told.
+        apps = nixa.backchannel.enqueue(ended, ended.clients, "logout")
         nixa.events.emit("logout", person_id=ended.person_id, client_id=data.get("client_id"), ip=client_ip(request, nixa),
-                         data={"sid": ended.sid, "clients": ended.clients})
+                         data={"sid": ended.sid, "clients": ended.clients, "backchannel": [c.client_id for c in apps.queued],
+                               "not_reachable": [c.client_id for c in apps.unreachable]})
     target = _with_state(data.get("target"), data.get("state"))
-    response = redirect(target) if target else message(request, t, "logged_out", 200, is_error=False, title_key="logout_title")
+    response = redirect(target) if target else render(request, "logged_out.html", t, apps=apps)
     delete_cookie(response, request, SESSION_COOKIE)
     return response

@@ -45,6 +45,9 @@ class SsoSession:
     clients: list[str] = field(default_factory=list)
     created_at: float = 0.0
     auth_times: dict[str, float] = field(default_factory=dict)  # str(level) -> last auth at >= level
+    last_seen: float = 0.0  # last use (idle lifetime), updated at most once a minute
+    user_agent: str = ""  # the browser that signed in (the account page's list of sessions)
+    ip: str = ""
     v: int = 0
 
     @property
@@ -85,13 +88,19 @@ class SsoSession:
         return session
 
 
-class Sessions:
-    """The typed repository of SSO sessions (keys `sso:`, `sid:`, `person-sessions:`)."""
+TOUCH_EVERY = 60  # seconds: last_seen is rewritten at most this often (no write per request)
 
-    def __init__(self, store: Any, ttl: int, clock: Callable[[], float]) -> None:
+
+class Sessions:
+    """The typed repository of SSO sessions (keys `sso:`, `sid:`, `person-sessions:`). A session
+    ends at the first of its absolute lifetime (`ttl`, from sign-in) and its idle lifetime
+    (`idle_ttl`, from last use; None: no idle limit)."""
+
+    def __init__(self, store: Any, ttl: int, clock: Callable[[], float], idle_ttl: int | None = None) -> None:
         self.store = store
         self.ttl = ttl
         self.clock = clock
+        self.idle_ttl = idle_ttl
 
     def load(self, cookie_value: str | None) -> SsoSession | None:
         if not cookie_value or len(cookie_value) > 128:
@@ -100,9 +109,42 @@ class Sessions:
         if not data:
             return None
         session = SsoSession.from_dict(data)
-        if session.created_at + self.ttl <= self.clock():
+        now = self.clock()
+        if session.created_at + self.ttl <= now:
             return None  # absolute lifetime: activity does not stretch a session forever
+        if self.idle_ttl and (session.last_seen or session.auth_time) + self.idle_ttl <= now:
+            return None  # idle lifetime: a browser left alone signs out by itself
         return session
+
+    def touch(self, cookie_value: str | None, session: SsoSession | None) -> SsoSession | None:
+        """The session was used: move its idle deadline (a write at most once a minute)."""
+        if not cookie_value or session is None or self.clock() - session.last_seen < TOUCH_EVERY:
+            return session
+        return self.update(cookie_value, session, lambda s: setattr(s, "last_seen", self.clock()))
+
+    def person_sessions(self, person_id: str) -> list[tuple[str, SsoSession]]:
+        """(cookie hash, session) of every live session of a person (the account page)."""
+        out = []
+        for sid in self.store.smembers(f"person-sessions:{person_id}"):
+            ref = self.store.get(f"sid:{sid}")
+            data = self.store.get(f"sso:{ref['cookie_hash']}") if ref else None
+            if not data:
+                continue
+            session = SsoSession.from_dict(data)
+            now = self.clock()
+            if session.created_at + self.ttl > now and not (self.idle_ttl and (session.last_seen or session.auth_time) + self.idle_ttl <= now):
+                out.append((ref["cookie_hash"], session))
+        return sorted(out, key=lambda pair: -pair[1].created_at)
+
+    def end_sid(self, person_id: str, sid: str) -> SsoSession | None:
+        """End one of a person's sessions by its sid (sign out a device from the account page)."""
+        ref = self.store.get(f"sid:{sid}")
+        if not ref or ref.get("person_id") != person_id:
+            return None
+        data = self.store.take(f"sso:{ref['cookie_hash']}")
+        self.store.delete(f"sid:{sid}")
+        self.store.srem(f"person-sessions:{person_id}", sid)
+        return SsoSession.from_dict(data) if data else None
 
     def _left(self, session: SsoSession) -> float:
         return session.created_at + self.ttl - self.clock()
@@ -134,13 +176,15 @@ class Sessions:
             session = SsoSession.from_dict(fresh)
         raise RuntimeError("SSO session kept changing under us")
 
-    def establish(self, cookie_value: str | None, *, person_id: str, loa: int, amr: list[str], method: str) -> tuple[str, SsoSession]:
+    def establish(self, cookie_value: str | None, *, person_id: str, loa: int, amr: list[str], method: str,
+                  user_agent: str = "", ip: str | None = None) -> tuple[str, SsoSession]:
         """After a successful authentication: step up the current session when it is the same
         person (keeping its sid), otherwise start a new one with a new cookie (no fixation)."""
         now = self.clock()
         current = self.load(cookie_value)
         if current is not None and current.person_id == person_id:
             self.end(cookie_value)  # rotate the cookie value on every authentication
+            current.last_seen = now
             current.authenticated(loa, now)
             current.amr = sorted(set(current.amr) | set(amr))
             current.methods = sorted(set(current.methods) | {method})
@@ -152,7 +196,8 @@ class Sessions:
             self.end(cookie_value)
         new_cookie = secrets.token_urlsafe(32)
         session = SsoSession(sid=secrets.token_urlsafe(16), person_id=person_id, auth_time=now, loa=loa, amr=sorted(set(amr)),
-                             methods=[method], clients=[], created_at=now)
+                             methods=[method], clients=[], created_at=now, last_seen=now, user_agent=user_agent[:256],
+                             ip=(ip or "")[:64])
         session.authenticated(loa, now)
         self._create(new_cookie, session)
         return new_cookie, session
@@ -178,14 +223,16 @@ class Sessions:
         self.store.srem(f"person-sessions:{session.person_id}", session.sid)
         return session
 
-    def end_all_of(self, person_id: str) -> list[str]:
-        """End every SSO session of a person (a locked or deceased ID, an admin action)."""
+    def end_all_of(self, person_id: str) -> list[SsoSession]:
+        """End every SSO session of a person (a locked or deceased ID, an admin action); returns
+        the sessions ended (their apps are to be told: back-channel logout)."""
         ended = []
         for sid in self.store.smembers(f"person-sessions:{person_id}"):
             ref = self.store.take(f"sid:{sid}")
             if ref and ref.get("cookie_hash"):
-                self.store.delete(f"sso:{ref['cookie_hash']}")
-                ended.append(sid)
+                data = self.store.take(f"sso:{ref['cookie_hash']}")
+                if data:
+                    ended.append(SsoSession.from_dict(data))
             self.store.srem(f"person-sessions:{person_id}", sid)
         return ended
 

@@ -138,7 +138,8 @@ def discovery_document(nixa: Any) -> dict:
         "request_uri_parameter_supported": False,
         "claims_parameter_supported": False,
         "frontchannel_logout_supported": False,
-        "backchannel_logout_supported": False,
+        "backchannel_logout_supported": True,  # OIDC Back-Channel Logout 1.0 §2.1 (idp/oidc/logout.py)
+        "backchannel_logout_session_supported": True,  # logout tokens carry sid
         "service_documentation": f"{iss}/",
     }
 

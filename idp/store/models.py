@@ -73,6 +73,8 @@ class LinkedIdentity(Base):
     proof_method: Mapped[str | None] = mapped_column(String(64), nullable=True)
     proof_loa: Mapped[int | None] = mapped_column(Integer, nullable=True)
     linked_from: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Set when the person disowned this link ("this wasn't me"): it no longer signs them in.
+    locked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class LocalAccount(Base):
@@ -206,3 +208,29 @@ class AccessLogEntry(Base):
 
 
 Index("ix_access_log_person_at", AccessLogEntry.person_id, AccessLogEntry.at)
+
+
+class LogoutDelivery(Base):
+    """The back-channel logout outbox (OpenID Connect Back-Channel Logout 1.0): one row per app
+    to tell, written before the logout is acknowledged, delivered and retried by any worker.
+    No token is stored: a fresh short-lived logout token is signed at each attempt from these
+    fields, so the table never holds a usable credential."""
+
+    __tablename__ = "logout_deliveries"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    client_id: Mapped[str] = mapped_column(String(128), index=True)
+    person_id: Mapped[str] = mapped_column(String(32), index=True)
+    sid: Mapped[str | None] = mapped_column(String(64), nullable=True)  # as this client saw it (ID token `sid`)
+    uri: Mapped[str] = mapped_column(String(2000))
+    reason: Mapped[str] = mapped_column(String(64), default="logout")
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float] = mapped_column(Float, default=now)
+    # A worker's claim on the row while it delivers; an expired claim (a crashed worker) lapses.
+    claimed_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    delivered_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+Index("ix_logout_deliveries_due", LogoutDelivery.status, LogoutDelivery.next_attempt_at)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import sqlite3
 import threading
 from contextlib import closing
@@ -29,7 +28,7 @@ from idp.store.models import AuditEvent, LinkedIdentity, Person
 from tests.conftest import authorize, form_action, hidden, make_citizen, query_of, register_client
 from tests.connectors.oidc.upstream_browser import sign_in_at_upstream
 from tests.connectors.telecom.outbox import latest_code, outbox, wrong_code
-from tests.login.support import claims_of, consent_if_asked, redeem_claims, registry_otp
+from tests.login.support import consent_if_asked, redeem_claims, registry_otp
 
 LOW, SUBSTANTIAL, HIGH = "urn:nixa:loa:low", "urn:nixa:loa:substantial", "urn:nixa:loa:high"
 _used: set[str] = set()
@@ -385,6 +384,16 @@ def test_attack4_forty_parallel_registry_guesses_check_only_the_limit(nixa, fede
     assert statuses.count(401) == limit and statuses.count(429) == 40 - limit
 
 
+def test_attack4_forty_parallel_directory_guesses_check_only_the_limit(nixa, federation, app):  # noqa: ANN001
+    portal = register_client(nixa, nixa_first_party=True, scope="openid profile roles")
+    limit = nixa.settings.login_attempts_per_window
+    with own_browser(app) as b:
+        pages = [login_page(b, portal, scope="openid profile roles") for _ in range(40)]
+        statuses = _parallel(40, lambda i: b.post(f"/interaction/{pages[i][0]}/password/mof", data={
+            "csrf": hidden(pages[i][1], "csrf"), "username": "dangthuhuong", "password": f"guess-{i}"}).status_code)
+    assert statuses.count(401) == limit and statuses.count(429) == 40 - limit
+
+
 def test_attack4_staff_directory_username_variants_share_one_throttle(nixa, federation, app):  # noqa: ANN001
     portal = register_client(nixa, nixa_first_party=True, scope="openid profile roles")
     limit = nixa.settings.login_attempts_per_window
@@ -415,6 +424,18 @@ def test_attack5_unicode_variants_of_one_number_share_its_sms_limit(nixa, federa
             rid, page, _ = login_page(b, portal)  # a new request each time (the per-request limit is lower)
             b.post(f"/interaction/{rid}/challenge/telecom", data={"csrf": hidden(page, "csrf"), "phone": variants[i % len(variants)]})
     assert len(outbox(federation["sms"].base_url, e164)) == per_destination
+
+
+def test_attack5_forty_parallel_sends_to_one_number_stop_at_its_limit(nixa, federation, app):  # noqa: ANN001
+    national = random_sim()
+    portal = register_client(nixa, nixa_first_party=True)
+    per_destination = nixa.connectors.entry("telecom").instance.config.sends_per_hour
+    with own_browser(app) as b:
+        pages = [login_page(b, portal) for _ in range(40)]
+        statuses = _parallel(40, lambda i: b.post(f"/interaction/{pages[i][0]}/challenge/telecom", data={
+            "csrf": hidden(pages[i][1], "csrf"), "phone": national}).status_code)
+    assert statuses.count(303) == per_destination
+    assert len(outbox(federation["sms"].base_url, normalize_msisdn(national))) == per_destination
 
 
 def test_attack5_one_address_cannot_pump_sms_to_many_numbers(nixa, federation, app):  # noqa: ANN001
@@ -453,6 +474,11 @@ def test_attack6_failures_elsewhere_do_not_lock_the_owner_out(nixa, federation, 
         r = attacker.post(f"/interaction/{rid}/local", data={"csrf": hidden(page, "csrf"), "username": citizen.username,
                                                               "password": citizen.password})
         assert r.status_code == 429
+        # failures at a weaker method lock nothing stronger, even from that address
+        someone = fresh_citizen(federation)
+        _, page, _ = login_page(attacker, portal, acr_values=SUBSTANTIAL)
+        r = attacker.post(form_action(page, "/challenge/population"), data={"csrf": hidden(page, "csrf"), **details(someone)})
+        assert r.status_code == 303 and r.headers["location"].endswith("/otp")
     with own_browser(app) as owner:
         _, page, _ = login_page(owner, portal)
         r = owner.post(form_action(page, "/local"), data={"csrf": hidden(page, "csrf"), "username": citizen.username,

@@ -97,3 +97,28 @@ def test_two_tabs_finishing_steps_at_once_lose_none(nixa) -> None:  # noqa: ANN0
     for t in threads:
         t.join(timeout=30)
     assert sorted(s["method"] for s in flow.load(nixa, pending.rid, "b").steps) == sorted(f"m{i}" for i in range(12))
+
+
+def test_idle_lifetime_ends_an_unused_session_and_use_moves_it() -> None:
+    clock = Clock()
+    sessions = Sessions(MemoryStore(clock), ttl=10_000, clock=clock, idle_ttl=600)
+    cookie, _ = sessions.establish(None, person_id="p1", loa=1, amr=["pwd"], method="local")
+    clock.now += 500
+    assert sessions.touch(cookie, sessions.load(cookie)).last_seen == clock.now  # used at 500 s: idle deadline 1,100 s
+    clock.now += 500
+    assert sessions.load(cookie) is not None
+    clock.now += 601
+    assert sessions.load(cookie) is None  # unused for more than 600 s
+    assert Sessions(sessions.store, 10_000, clock).load(cookie) is not None  # without an idle limit it would live on
+
+
+def test_a_persons_sessions_are_listed_and_one_can_be_ended() -> None:
+    clock = Clock()
+    sessions = Sessions(MemoryStore(clock), ttl=1000, clock=clock)
+    first, a = sessions.establish(None, person_id="p1", loa=2, amr=["otp"], method="population", user_agent="UA-1", ip="192.0.2.1")
+    second, b = sessions.establish(None, person_id="p1", loa=1, amr=["pwd"], method="local", user_agent="UA-2", ip="192.0.2.2")
+    listed = {s.sid: s for _, s in sessions.person_sessions("p1")}
+    assert set(listed) == {a.sid, b.sid} and listed[a.sid].user_agent == "UA-1" and listed[b.sid].ip == "192.0.2.2"
+    assert sessions.end_sid("someone-else", a.sid) is None  # only the owner ends it
+    assert sessions.end_sid("p1", a.sid).sid == a.sid
+    assert sessions.load(first) is None and sessions.load(second) is not None

@@ -20,7 +20,7 @@ def test_upgrading_from_the_first_schema_keeps_existing_grants(tmp_path) -> None
     with engine.connect() as conn:
         methods = conn.execute(text("SELECT methods FROM grants WHERE id = 'g1'")).scalar_one()
     assert json.loads(methods) == []
-    assert head_revision(url) == "0003"
+    assert head_revision(url) == "0004"
 
 
 def test_links_made_before_provenance_keep_nulls(tmp_path) -> None:  # noqa: ANN001
@@ -35,3 +35,17 @@ def test_links_made_before_provenance_keep_nulls(tmp_path) -> None:  # noqa: ANN
     with engine.connect() as conn:
         row = conn.execute(text("SELECT loa, proof_method, proof_loa, linked_from FROM linked_identities WHERE id = 'l1'")).one()
     assert tuple(row) == (2, None, None, None)  # "not recorded", never invented
+
+
+def test_links_before_the_outbox_are_not_locked_and_the_outbox_starts_empty(tmp_path) -> None:  # noqa: ANN001
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    migrate(url, "0003")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO persons (id, status, created_at, updated_at) VALUES ('p1', 'active', 1.0, 1.0)"))
+        conn.execute(text("INSERT INTO linked_identities (id, person_id, connector_id, subject, loa, connector_data, created_at, "
+                          "last_used_at) VALUES ('l1', 'p1', 'operator', 'sub-1', 2, '{}', 1.0, 1.0)"))
+    migrate(url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT locked_at FROM linked_identities WHERE id = 'l1'")).scalar_one() is None
+        assert conn.execute(text("SELECT count(*) FROM logout_deliveries")).scalar_one() == 0

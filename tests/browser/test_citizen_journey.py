@@ -1,0 +1,133 @@
+"""A citizen's whole journey in a real browser: sign in at substantial on the public-service
+portal through the registry (details identify the record, the code goes to its phone on record),
+consent; the e-tax portal signs them in without a prompt (consent aside); NIXA's account page then
+lists both apps' consents and the access-log rows that journey produced; revoking the e-tax
+consent removes it; the data export holds all of it."""
+
+from __future__ import annotations
+
+import random
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
+
+import httpx
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+from connectors.population.demo_data import DEMO_PINS
+from connectors.telecom.phone import normalize_msisdn
+from idp.demo.rp import E_TAX, PUBLIC_SERVICES
+from tests.browser.conftest import demo_portals
+from tests.connectors.sandboxes import running_sandbox
+from tests.connectors.telecom.outbox import latest_code
+
+CONNECTORS = ("population", "telecom")
+
+
+@pytest.fixture(scope="module")
+def registry(live, tmp_path_factory) -> Iterator[dict]:  # noqa: ANN001
+    keys = {"registry": secrets.token_urlsafe(16), "sms": secrets.token_urlsafe(16)}
+    work = tmp_path_factory.mktemp("journey")
+    with (
+        running_sandbox("connectors.population.sandbox", f"--api-key={keys['registry']}", "--db", str(work / "registry.db"),
+                        "--generate", "50") as reg,
+        running_sandbox("connectors.telecom.sandbox", f"--api-key={keys['sms']}") as sms,
+    ):
+        connectors = live.nixa.connectors
+        connectors.upsert("population", "population", {"base_url": reg.base_url, "api_key": keys["registry"], "otp_connector": "telecom",
+                                                       "challenge_loa": "substantial"}, loa="low", display_name_vi="Dân cư",
+                          display_name_en="Registry")
+        connectors.upsert("telecom", "telecom_sms", {"base_url": sms.base_url, "api_key": keys["sms"], "resend_after": 0}, loa="low",
+                          display_name_vi="SMS", display_name_en="SMS")
+        connectors._refresh(force=True)
+        try:
+            yield {"db": work / "registry.db", "sms": sms}
+        finally:
+            for cid in CONNECTORS:
+                entry = connectors.entry(cid)
+                if entry:
+                    connectors.upsert(cid, entry.type, entry.config, loa=int(entry.loa), enabled=False)
+            connectors._refresh(force=True)
+
+
+@pytest.fixture(scope="module")
+def portals(live) -> Iterator[dict]:  # noqa: ANN001
+    with demo_portals(live) as out:
+        yield out
+
+
+def _citizen(db) -> tuple[str, str, str, str]:  # noqa: ANN001
+    with closing(sqlite3.connect(db)) as conn:
+        rows = conn.execute("SELECT pin, full_name, date_of_birth, phone FROM citizens WHERE status = 'active' AND phone != ''").fetchall()
+    random.shuffle(rows)
+    for pin, name, born, phone in rows:
+        if pin not in DEMO_PINS:
+            try:
+                return pin, name, born, normalize_msisdn(phone)
+            except ValueError:
+                continue
+    raise AssertionError("no usable citizen in the registry sandbox")
+
+
+def _allow_consent(driver, wait: WebDriverWait) -> None:  # noqa: ANN001
+    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button[value='allow']"))).click()
+
+
+def test_journey_across_two_portals_then_the_account_page(chromium, registry, portals, live) -> None:  # noqa: ANN001
+    pin, name, born, phone = _citizen(registry["db"])
+    wait = WebDriverWait(chromium, 20)
+    chromium.delete_all_cookies()
+
+    # 1. the public-service portal at substantial: the registry finds the record, the code goes to its phone
+    chromium.get(portals["services"]["url"] + "/")
+    chromium.find_element(By.CSS_SELECTOR, "#acr option[value='urn:nixa:loa:substantial']").click()
+    chromium.find_element(By.CSS_SELECTOR, "form[action='/login'] button").click()
+    wait.until(ec.presence_of_element_located((By.ID, "population-challenge-pin"))).send_keys(pin)
+    chromium.find_element(By.ID, "population-challenge-full_name").send_keys(name)
+    born_field = chromium.find_element(By.ID, "population-challenge-date_of_birth")
+    chromium.execute_script("arguments[0].value = arguments[1]", born_field, born)  # a date input's typing order is locale-bound
+    born_field.submit()
+    code_field = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "input[name='otp']")))
+    code_field.send_keys(latest_code(registry["sms"].base_url, phone))
+    code_field.submit()
+    _allow_consent(chromium, wait)
+    wait.until(ec.url_to_be(portals["services"]["url"] + "/"))
+    assert f"Xin chào, {name}" in chromium.find_element(By.TAG_NAME, "main").text
+    assert "Đáng kể" in chromium.find_element(By.TAG_NAME, "main").text
+
+    # 2. the e-tax portal: no sign-in page, only its own consent
+    chromium.get(portals["tax"]["url"] + "/")
+    chromium.find_element(By.CSS_SELECTOR, "form[action='/login'] button").click()
+    _allow_consent(chromium, wait)
+    wait.until(ec.url_to_be(portals["tax"]["url"] + "/"))
+    assert f"Xin chào, {name}" in chromium.find_element(By.TAG_NAME, "main").text
+
+    # 3. the account page: both consents; revoke e-tax's
+    chromium.get(live.url + "/account")
+    consents = wait.until(ec.presence_of_element_located((By.ID, "consents"))).text
+    assert PUBLIC_SERVICES.name_vi in consents and E_TAX.name_vi in consents
+    sessions = chromium.find_element(By.ID, "sessions").text
+    assert sessions.strip()  # this browser's session is listed
+    tax_id = portals["tax"]["client"].client_id
+    chromium.find_element(By.CSS_SELECTOR, f"#consents form input[name='client_id'][value='{tax_id}']").submit()
+    consents = wait.until(ec.presence_of_element_located((By.ID, "consents"))).text
+    assert PUBLIC_SERVICES.name_vi in consents and E_TAX.name_vi not in consents
+
+    # 4. the access log shows what each portal received during this journey
+    chromium.get(live.url + "/account/access-log")
+    log = wait.until(ec.presence_of_element_located((By.TAG_NAME, "main"))).text
+    assert PUBLIC_SERVICES.name_vi in log and E_TAX.name_vi in log
+
+    # 5. the export, fetched with this browser's cookies, holds the journey
+    cookies = {c["name"]: c["value"] for c in chromium.get_cookies()}
+    export = httpx.get(live.url + "/account/export.json", cookies=cookies, timeout=10)
+    assert export.status_code == 200, export.text[:300]
+    data = export.json()
+    released_to = {row.get("client_id") for row in data["access_log"]}
+    assert {portals["services"]["client"].client_id, tax_id} <= released_to
+    assert [c["client_id"] for c in data["consents"]] == [portals["services"]["client"].client_id]
+    assert "password_hash" not in export.text and "connector_data" not in export.text
