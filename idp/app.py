@@ -183,12 +183,18 @@ SECURITY_HEADERS = [
 ]
 
 
-class SecurityHeaders:
-    """Framing forbidden everywhere (clickjacking on login/consent), no sniffing, no referrer.
-    A plain ASGI middleware: no per-request task or body copy on the hot paths."""
+# RFC 6797: once seen over https, browsers refuse plain http to the host and its subdomains.
+HSTS_HEADER = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
-    def __init__(self, app: Any) -> None:
+
+class SecurityHeaders:
+    """Framing forbidden everywhere (clickjacking on login/consent), no sniffing, no referrer,
+    HSTS when the issuer is https. A plain ASGI middleware: no per-request task or body copy on
+    the hot paths."""
+
+    def __init__(self, app: Any, hsts: bool = False) -> None:
         self.app = app
+        self.headers = SECURITY_HEADERS + ([HSTS_HEADER] if hsts else [])
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -201,7 +207,7 @@ class SecurityHeaders:
         async def send_with_headers(message: dict) -> None:
             if message["type"] == "http.response.start":
                 present = {k.lower() for k, _ in message.get("headers", [])}
-                message["headers"] = list(message.get("headers", [])) + [h for h in SECURITY_HEADERS if h[0] not in present]
+                message["headers"] = list(message.get("headers", [])) + [h for h in self.headers if h[0] not in present]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -225,7 +231,7 @@ def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) ->
     from idp.account.routes import router as account_router
 
     app.include_router(account_router)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, hsts=nixa.settings.issuer.startswith("https://"))
     from pathlib import Path
 
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
@@ -253,10 +259,22 @@ def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) ->
         key = "error_not_found" if exc.status_code == 404 else "error_bad_request"
         return message(request, translator(request), key, exc.status_code, detail=str(exc.detail))
 
+    from starlette.requests import ClientDisconnect
+
+    @app.exception_handler(ClientDisconnect)
+    async def _disconnected(request: Request, exc: ClientDisconnect) -> Response:
+        # The client went away mid-request (half-open connections, a flood of them): nobody is
+        # there to answer, and it is no bug. One info line, no traceback; handled here, inside
+        # the app, so the server does not log it as an unhandled error either.
+        log.info("client disconnected during %s %s", request.method, request.url.path)
+        return Response(status_code=400)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         # A bug, not bad input (bad input is answered before this). The person gets a page in
         # their language, an API caller an OAuth `server_error`; the details go to the log only.
+        if isinstance(exc, ClientDisconnect):  # raised outside a route (middleware, body read)
+            return await _disconnected(request, exc)
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         api = request.url.path in API_PATHS or request.url.path.startswith("/.well-known")
         if api:

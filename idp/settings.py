@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     access_token_ttl: int = Field(600, description="Access token lifetime.")
     id_token_ttl: int = Field(600, description="ID token lifetime.")
     refresh_token_ttl: int = Field(30 * 86400, description="Refresh token lifetime (absolute per token).")
+    refresh_grant_max_lifetime: int = Field(
+        90 * 86400,
+        description="Absolute lifetime of a refresh grant, from the first token: a rotated refresh token never outlives it; after it the person signs in again.",
+    )
+    client_assertion_max_lifetime: int = Field(
+        300, description="private_key_jwt: how far ahead of now a client assertion's exp may be (its jti is remembered until then)."
+    )
     pending_request_ttl: int = Field(1800, description="How long a sign-in may take from /authorize to the code.")
     par_ttl: int = Field(60, description="request_uri lifetime for pushed authorization requests (RFC 9126).")
     sso_session_ttl: int = Field(8 * 3600, description="SSO session absolute lifetime, from sign-in.")

@@ -370,6 +370,7 @@ def redirect_callback(request: Request, connector_id: str) -> Response:
     pending = flow.load(nixa, data["rid"], browser_id(request))
     if pending is None:
         return message(request, t, "error_expired_request")
+    t = translator(request, pending.lang)  # the journey's language, not the upstream page's
     entry, level, early = _offered_method(request, nixa, pending, t, connector_id, RedirectConnector, "redirect")
     if early:
         return early

@@ -97,6 +97,10 @@ class Pending:
         times = [s["at"] for s in self.steps if s["person_id"] == person_id and s["loa"] >= self.required_loa]
         return min(times) if times else None
 
+    @property
+    def lang(self) -> str | None:
+        return self.extra.get("lang") or self.params.get("ui_locales")
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Pending:
         known = {f.name for f in fields(cls)}
@@ -152,13 +156,7 @@ def check_authorization_request(nixa: Any, client: Any, params: dict[str, str]) 
         raise AuthorizationError("unauthorized_client", "This client may not use the authorization code flow")
     if params.get("response_mode", "query") != "query":
         raise AuthorizationError("invalid_request", "Only response_mode=query is supported")
-    method = params.get("code_challenge_method")
-    if method is not None and method != "S256":
-        raise AuthorizationError("invalid_request", "code_challenge_method must be S256 (plain is refused)")
-    if method and not params.get("code_challenge"):
-        raise AuthorizationError("invalid_request", "code_challenge is missing")
-    if client.is_public and not params.get("code_challenge"):
-        raise AuthorizationError("invalid_request", "PKCE (code_challenge with S256) is required for public clients")
+    check_pkce(client, params)
     prompts = params.get("prompt", "").split()
     if set(prompts) - PROMPTS:
         raise AuthorizationError("invalid_request", "Unknown prompt value")
@@ -173,6 +171,21 @@ def check_authorization_request(nixa: Any, client: Any, params: dict[str, str]) 
     for name in ("state", "nonce", "login_hint", "ui_locales", "acr_values"):
         if len(params.get(name, "")) > 1024:
             raise AuthorizationError("invalid_request", f"{name} is too long")
+
+
+def check_pkce(client: Any, params: dict[str, str]) -> None:
+    """RFC 9700 §2.1.1: PKCE with S256 for every client, unless a legacy confidential client was
+    registered with nixa_pkce_optional. RFC 7636 §4.3: a challenge without a method is `plain`."""
+    challenge = params.get("code_challenge")
+    method = params.get("code_challenge_method")
+    if challenge is None and method is None:
+        if not client.pkce_optional:
+            raise AuthorizationError("invalid_request", "PKCE (code_challenge with code_challenge_method=S256) is required")
+        return
+    if challenge is None:
+        raise AuthorizationError("invalid_request", "code_challenge is missing")
+    if (method or "plain") != "S256":
+        raise AuthorizationError("invalid_request", "code_challenge_method must be S256 (plain, or no method, is refused)")
 
 
 def _find_client_and_params(nixa: Any, params: dict[str, str]) -> tuple[Any, dict[str, str], bool]:
@@ -193,7 +206,7 @@ def _find_client_and_params(nixa: Any, params: dict[str, str]) -> tuple[Any, dic
     return client, params, from_par
 
 
-def begin(nixa: Any, params: dict[str, str], browser_id: str, session: SsoSession | None) -> tuple[str, str]:
+def begin(nixa: Any, params: dict[str, str], browser_id: str, session: SsoSession | None, lang: str | None = None) -> tuple[str, str]:
     """Returns ("redirect", url), ("interaction", rid) or ("finish", rid). Raises PageError."""
     client, params, from_par = _find_client_and_params(nixa, params)
     state = params.get("state")
@@ -221,7 +234,9 @@ def begin(nixa: Any, params: dict[str, str], browser_id: str, session: SsoSessio
         max_age=int(params["max_age"]) if "max_age" in params else client.metadata.get("default_max_age"),
         prompts=params.get("prompt", "").split(),
         created_at=nixa.clock(),
-        extra={"hint_sub": hint_sub} if hint_sub else {},
+        # The journey keeps the language it started in (ui_locales, else the browser's) on every
+        # page, the upstream's callback included, until the person switches (?lang).
+        extra={**({"hint_sub": hint_sub} if hint_sub else {}), **({"lang": lang} if lang else {})},
     )
     save(nixa, pending)
     return advance(nixa, pending, session)

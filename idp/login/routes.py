@@ -63,7 +63,7 @@ def _authorize_request(request: Request, nixa: Any, t: Any, params: dict[str, st
     bid, new_browser = ensure_browser_id(request)
     session = sessions(nixa).touch(session_cookie(request), sessions(nixa).load(session_cookie(request)))
     try:
-        kind, value = flow.begin(nixa, params, bid, session)
+        kind, value = flow.begin(nixa, params, bid, session, lang=t.lang)
         if kind == "finish":
             kind, value = "redirect", _finish(nixa, value, bid, session_cookie(request), session)
     except flow.PageError as err:
@@ -90,7 +90,7 @@ def _finish(nixa: Any, rid: str, bid: str, cookie: str | None, session: Any) -> 
 def _load(request: Request, rid: str) -> tuple[Any, Any, Any]:
     nixa = nixa_of(request)
     pending = flow.load(nixa, rid, browser_id(request))
-    t = translator(request, pending.params.get("ui_locales") if pending else None)
+    t = translator(request, pending.lang if pending else None)
     return nixa, pending, t
 
 

@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin
 from sqlalchemy import select
@@ -67,24 +67,8 @@ class ClientModel(ClientMixin):
         return " ".join(s for s in scope.split() if s in allowed)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        registered = self.metadata.get("redirect_uris", [])
-        if redirect_uri in registered:
-            return True  # RFC 9700 §2.1: exact string match
-        if self.metadata.get("application_type") == "native":
-            # RFC 8252 §7.3: any port on a loopback IP literal, everything else identical.
-            asked = urlsplit(redirect_uri)
-            if asked.scheme == "http" and is_loopback(asked.hostname):
-                for uri in registered:
-                    reg = urlsplit(uri)
-                    if (
-                        reg.scheme == "http"
-                        and reg.hostname == asked.hostname
-                        and reg.path == asked.path
-                        and reg.query == asked.query
-                        and not asked.fragment
-                    ):
-                        return True
-        return False
+        return matches_registered(redirect_uri, self.metadata.get("redirect_uris", []),
+                                  native=self.metadata.get("application_type") == "native")
 
     def check_client_secret(self, client_secret: str) -> bool:
         return self.hasher.check(client_secret, self.secret_hash)
@@ -127,7 +111,49 @@ class ClientModel(ClientMixin):
         return self.client_id
 
     def check_post_logout_redirect_uri(self, uri: str) -> bool:
-        return uri in self.metadata.get("post_logout_redirect_uris", [])
+        return matches_registered(uri, self.metadata.get("post_logout_redirect_uris", []),
+                                  native=self.metadata.get("application_type") == "native")
+
+    @property
+    def pkce_optional(self) -> bool:
+        """Legacy confidential clients may be let off PKCE (nixa_pkce_optional); a public client never."""
+        return bool(self.metadata.get("nixa_pkce_optional")) and not self.is_public
+
+
+def _has_userinfo(parts: SplitResult) -> bool:
+    return "@" in parts.netloc or parts.username is not None or parts.password is not None
+
+
+def _same_but_loopback_port(asked: SplitResult, registered: SplitResult) -> bool:
+    """RFC 8252 §7.3: a native client's loopback redirect may use any port; every other
+    component (scheme, userinfo, host, path, query) must be identical."""
+    try:
+        asked.port, registered.port  # noqa: B018 -- a malformed port raises
+    except ValueError:
+        return False
+    return (
+        asked.scheme == registered.scheme == "http"
+        and not _has_userinfo(asked)
+        and not _has_userinfo(registered)
+        and is_loopback(asked.hostname)
+        and asked.hostname == registered.hostname
+        and asked.path == registered.path
+        and asked.query == registered.query
+        and not asked.fragment
+        and not registered.fragment
+    )
+
+
+def matches_registered(uri: str, registered: list[str], *, native: bool) -> bool:
+    """RFC 9700 §2.1: exact string match, except a native client's loopback port."""
+    if not isinstance(uri, str):
+        return False
+    asked = urlsplit(uri)
+    if _has_userinfo(asked):
+        return False  # http://evil.example@127.0.0.1/ must never match anything
+    if uri in registered:
+        return True
+    return native and any(_same_but_loopback_port(asked, urlsplit(reg)) for reg in registered)
 
 
 class ClientRegistry:

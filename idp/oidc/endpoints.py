@@ -304,10 +304,7 @@ def _par(nixa: Any, req: NixaRequest) -> Response:
     if "request_uri" in params:
         return JSONResponse({"error": "invalid_request", "error_description": "request_uri is not allowed in a pushed request"},
                             status_code=400, headers={"Cache-Control": "no-store"})
-    if params.get("client_id", client.client_id) != client.client_id:
-        return JSONResponse({"error": "invalid_request", "error_description": "client_id does not match the authenticated client"},
-                            status_code=400, headers={"Cache-Control": "no-store"})
-    params["client_id"] = client.client_id
+    params["client_id"] = client.client_id  # a different one was refused by authenticate_client
     try:
         check_authorization_request(nixa, client, params)
     except AuthorizationError as err:

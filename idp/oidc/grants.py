@@ -8,6 +8,7 @@ from typing import Any
 
 from authlib.oauth2.rfc6749 import (
     InvalidGrantError,
+    InvalidRequestError,
     OAuth2Request,
     grants,
 )
@@ -40,7 +41,7 @@ class NixaCodeGrant(grants.AuthorizationCodeGrant):
                 "redirect_uri": payload.get("redirect_uri"),
                 "scope": request.scope or "",
                 "code_challenge": payload.get("code_challenge"),
-                "code_challenge_method": payload.get("code_challenge_method") or ("S256" if payload.get("code_challenge") else None),
+                "code_challenge_method": payload.get("code_challenge_method"),
                 "ctx": ctx.__dict__,
             },
             nixa.settings.code_ttl,
@@ -77,6 +78,22 @@ class NixaCodeChallenge(CodeChallenge):
     # RFC 9700 §2.1.1: S256 only; `plain` is refused.
     SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
     DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+
+    def validate_code_challenge(self, grant: grants.BaseGrant, redirect_uri: str) -> None:
+        # The same rules as /authorize and /par (idp/login/flow.py check_pkce), again here so
+        # no path to a code can skip them: RFC 7636 §4.3, no method means `plain`.
+        data = grant.request.payload.data
+        if data.get("code_challenge") and data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("code_challenge_method must be S256 (plain, or no method, is refused)")
+        if not data.get("code_challenge") and not grant.request.client.pkce_optional:
+            raise InvalidRequestError("PKCE (code_challenge with code_challenge_method=S256) is required")
+        super().validate_code_challenge(grant, redirect_uri)
+
+    def validate_code_verifier(self, grant: grants.BaseGrant, result: Any) -> None:
+        code = grant.request.authorization_code
+        if code is not None and not code.code_challenge and not grant.request.client.pkce_optional:
+            raise InvalidGrantError(description="The code was issued without PKCE, which this client must use.")
+        super().validate_code_verifier(grant, result)
 
 
 class NixaOpenIDCode:
@@ -118,14 +135,19 @@ class NixaRefreshGrant(grants.RefreshTokenGrant):
         if found is None:
             return None
         row, grant = found
-        if grant is None or grant.revoked_at is not None or row.expires_at <= time.time():
+        if grant is None or grant.revoked_at is not None or row.expires_at <= nixa.clock():
             return None
+        if self.grant_ends_at(grant) <= nixa.clock():
+            return None  # the grant's absolute lifetime is over: the person signs in again
         if row.rotated_at is not None:
             self._reuse_detected(row, grant)
             return None
         if not nixa.still_valid_at_sources(grant):
             return None
         return StoredRefresh(row, grant)
+
+    def grant_ends_at(self, grant: Any) -> float:
+        return float(grant.created_at) + self.server.nixa.settings.refresh_grant_max_lifetime
 
     def _reuse_detected(self, row: Any, grant: Any) -> None:
         nixa = self.server.nixa
@@ -148,7 +170,8 @@ class NixaRefreshGrant(grants.RefreshTokenGrant):
         # only this access token).
         token = self.generate_token(user=user, scope=scope, include_refresh_token=False)
         token["refresh_token"] = self.server.nixa.tokens.issue_refresh_token(
-            grant_id=user.grant_id, client_id=self.request.client.client_id, scope=refresh_token.get_scope()
+            grant_id=user.grant_id, client_id=self.request.client.client_id, scope=refresh_token.get_scope(),
+            not_after=self.grant_ends_at(refresh_token.grant),
         )
         return token
 
@@ -163,8 +186,18 @@ class NixaClientCredentialsGrant(grants.ClientCredentialsGrant):
 # ---- client authentication: private_key_jwt ----------------------------------------------------------
 
 
+# How far ahead of ours a client's clock may run (iat, exp) before its assertion is refused.
+ASSERTION_CLOCK_SKEW = 60
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 class NixaClientAssertion(JWTBearerClientAssertion):
-    """RFC 7523 §2.2 / OIDC Core §9 private_key_jwt with jti replay protection."""
+    """RFC 7523 §2.2 / OIDC Core §9 private_key_jwt, strict: `exp` at most
+    `client_assertion_max_lifetime` ahead, `iat` required and not in the future, `jti` used once
+    and remembered until the assertion has expired (so a replay can never outlive the cache)."""
 
     def __init__(self, nixa: Any) -> None:
         super().__init__(validate_jti=True, leeway=30)
@@ -177,9 +210,27 @@ class NixaClientAssertion(JWTBearerClientAssertion):
     def validate_jti(self, claims: dict, jti: str) -> bool:
         if not isinstance(jti, str) or not jti or len(jti) > 256:
             return False
-        exp = claims.get("exp")
-        ttl = max(60.0, float(exp) - time.time() + 60) if isinstance(exp, (int, float)) else 3600.0
-        return self.nixa.store.add(f"jti:{claims['sub']}:{jti}", 1, min(ttl, 86400))
+        # check_lifetime has already bounded exp; the entry outlives the last instant at which
+        # the assertion would still be accepted (exp + the 30 s leeway).
+        ttl = float(claims["exp"]) - time.time() + ASSERTION_CLOCK_SKEW + 1
+        return self.nixa.store.add(f"jti:{claims['sub']}:{jti}", 1, max(1.0, ttl))
+
+    def check_lifetime(self, claims: dict) -> None:
+        """RFC 7523 §3 leaves the lifetime to the server; the safer choice: a few minutes at most,
+        `iat` required (RFC 7523 §3 item 6 allows refusing assertions without it)."""
+        from authlib.oauth2.rfc6749 import InvalidClientError
+
+        now = time.time()
+        exp, iat = claims.get("exp"), claims.get("iat")
+        if not _is_number(exp):
+            raise InvalidClientError(description="The client assertion has no valid exp.")
+        if not _is_number(iat):
+            raise InvalidClientError(description="The client assertion has no valid iat.")
+        if iat > now + ASSERTION_CLOCK_SKEW:
+            raise InvalidClientError(description="The client assertion was issued in the future.")
+        if exp > now + self.nixa.settings.client_assertion_max_lifetime + ASSERTION_CLOCK_SKEW:
+            raise InvalidClientError(description="The client assertion lives too long "
+                                                 f"(exp at most {self.nixa.settings.client_assertion_max_lifetime} s ahead).")
 
     def resolve_client_public_key(self, client: ClientModel) -> KeySet:
         from authlib.oauth2.rfc6749 import InvalidClientError
@@ -204,5 +255,7 @@ class NixaClientAssertion(JWTBearerClientAssertion):
             token = jwt.decode(assertion, resolve_key, algorithms=["RS256", "PS256", "ES256", "EdDSA"])
         except (JoseError, ValueError, TypeError) as exc:
             raise InvalidClientError(description="Invalid client assertion.") from exc
+        # Lifetime before the claims registry: the jti is remembered only once exp is bounded.
+        self.check_lifetime(token.claims)
         self.verify_claims(token.claims)
         return token.claims

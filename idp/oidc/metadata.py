@@ -35,7 +35,8 @@ STANDARD_FIELDS = {
     "default_max_age",
 }
 # NIXA's own fields, prefixed so they can never collide with a future standard name.
-NIXA_FLAGS = {"nixa_first_party", "nixa_national_id_authorized"}
+# nixa_pkce_optional: a legacy confidential client let off PKCE (never a public one).
+NIXA_FLAGS = {"nixa_first_party", "nixa_national_id_authorized", "nixa_pkce_optional"}
 # nixa_minimum_acr: the lowest level this client ever accepts, whatever a request asks for.
 NIXA_FIELDS = NIXA_FLAGS | {"nixa_minimum_acr"}
 
@@ -66,6 +67,8 @@ def _check_uri(uri: Any, field: str, *, allow_custom_scheme: bool = False) -> st
     if not isinstance(uri, str) or not uri or len(uri) > 2000:
         raise InvalidClientMetadata(f"{field}: each entry must be a non-empty URL string", "invalid_redirect_uri")
     parts = urlsplit(uri)
+    if "@" in parts.netloc:
+        raise InvalidClientMetadata(f"{field}: {uri!r} must not carry user information", "invalid_redirect_uri")
     if parts.fragment:
         raise InvalidClientMetadata(f"{field}: {uri!r} must not have a fragment (RFC 6749 §3.1.2)", "invalid_redirect_uri")
     if parts.scheme == "https" and parts.netloc:
@@ -118,6 +121,8 @@ def validate_metadata(raw: dict[str, Any]) -> dict[str, Any]:
     method = md.setdefault("token_endpoint_auth_method", "client_secret_basic")
     if method not in AUTH_METHODS:
         raise InvalidClientMetadata(f"token_endpoint_auth_method: one of {sorted(AUTH_METHODS)}")
+    if method == "none" and md.get("nixa_pkce_optional"):
+        raise InvalidClientMetadata("nixa_pkce_optional: a public client (auth method none) must always use PKCE (RFC 9700 §2.1.1)")
     if method == "none" and "client_credentials" in grant_types:
         raise InvalidClientMetadata("a public client (auth method none) cannot use client_credentials")
     if method == "private_key_jwt":

@@ -9,6 +9,7 @@ from typing import Any
 
 from authlib.oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import (
+    InvalidClientError,
     OAuth2Request,
 )
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
@@ -39,6 +40,17 @@ class NixaAuthorizationServer(AuthorizationServer):
     # hooks Authlib asks the framework for
     def query_client(self, client_id: str) -> ClientModel | None:
         return self.nixa.clients.get(client_id)
+
+    def authenticate_client(self, request: OAuth2Request, methods: list[str], endpoint: str = "token") -> ClientModel:
+        """Every endpoint that authenticates a client (/token, /introspect, /revoke, /par) comes
+        through here: a client_id in the body naming another client than the one authenticated
+        (by Basic credentials or an assertion) is refused, never silently ignored."""
+        client = super().authenticate_client(request, methods, endpoint)
+        body_client_id = request.form.get("client_id")
+        if body_client_id is not None and body_client_id != client.client_id:
+            status = 401 if request.headers.get("authorization") else 400
+            raise InvalidClientError(description="client_id does not match the authenticated client", status_code=status)
+        return client
 
     def save_token(self, token: dict, request: OAuth2Request) -> None:
         """Tokens are persisted as they are generated (see _generate_token)."""
@@ -87,7 +99,10 @@ class NixaAuthorizationServer(AuthorizationServer):
                 auth_time=user.auth_time, acr=user.acr, amr=user.amr,
             )
             if include_refresh_token and "offline_access" in scope.split():
-                token["refresh_token"] = nixa.tokens.issue_refresh_token(grant_id=user.grant_id, client_id=client.client_id, scope=scope)
+                token["refresh_token"] = nixa.tokens.issue_refresh_token(
+                    grant_id=user.grant_id, client_id=client.client_id, scope=scope,
+                    not_after=nixa.clock() + nixa.settings.refresh_grant_max_lifetime,
+                )
             nixa.events.emit("token.issued", person_id=user.person_id, client_id=client.client_id,
                              data={"grant_type": grant_type, "scope": scope, "grant_id": user.grant_id})
         token["access_token"] = access

@@ -178,8 +178,12 @@ class TokenService:
 
     # ---- refresh tokens -----------------------------------------------------------------
 
-    def issue_refresh_token(self, *, grant_id: str, client_id: str, scope: str) -> str:
+    def issue_refresh_token(self, *, grant_id: str, client_id: str, scope: str, not_after: float | None = None) -> str:
+        """`not_after`: the grant's absolute end (refresh_grant_max_lifetime); no rotation extends it."""
         value = random_token(32)
+        expires_at = self.clock() + self.settings.refresh_token_ttl
+        if not_after is not None:
+            expires_at = min(expires_at, not_after)
         with self.db.session() as s:
             s.add(
                 RefreshToken(
@@ -188,7 +192,7 @@ class TokenService:
                     client_id=client_id,
                     scope=scope,
                     issued_at=self.clock(),
-                    expires_at=self.clock() + self.settings.refresh_token_ttl,
+                    expires_at=expires_at,
                 )
             )
         return value

@@ -130,6 +130,29 @@ def test_authlib_code_flow_userinfo_refresh_introspect_revoke_logout(live, user_
     assert parse_qs(urlsplit(target).query)["state"] == [state]
 
 
+class ShortPrivateKeyJWT(PrivateKeyJWT):
+    """Authlib signs hour-long assertions by default; NIXA accepts at most
+    client_assertion_max_lifetime (300 s), so a client configures a short one."""
+
+    def sign(self, auth, token_endpoint):  # noqa: ANN001, ANN201
+        from authlib.oauth2.rfc7523 import private_key_jwt_sign
+
+        return private_key_jwt_sign(auth.client_secret, client_id=auth.client_id, token_endpoint=token_endpoint,
+                                    header=self.headers, alg=self.alg, expires_in=60)
+
+
+def test_authlib_default_hour_long_assertion_is_refused(live):  # noqa: ANN001
+    meta = discover(live.url)
+    key = ECKey.generate_key("P-256", parameters={"kid": f"rp-{secrets.token_hex(6)}", "alg": "ES256", "use": "sig"})
+    client = register_client(live.nixa, redirect_uri=REDIRECT, token_endpoint_auth_method="private_key_jwt",
+                             jwks={"keys": [key.as_dict(private=False)]}, grant_types=["client_credentials"], redirect_uris=[],
+                             post_logout_redirect_uris=[], scope="profile")
+    with OAuth2Client(client.client_id, key, token_endpoint_auth_method="private_key_jwt", timeout=10) as oauth:
+        oauth.register_client_auth_method(PrivateKeyJWT(meta["token_endpoint"], alg="ES256", headers={"kid": key.kid}))
+        with pytest.raises(Exception, match="invalid_client"):
+            oauth.fetch_token(meta["token_endpoint"], grant_type="client_credentials", scope="profile")
+
+
 def test_authlib_private_key_jwt_and_client_credentials(live, user_agent):  # noqa: ANN001
     meta = discover(live.url)
     assert "private_key_jwt" in meta["token_endpoint_auth_methods_supported"]
@@ -138,7 +161,7 @@ def test_authlib_private_key_jwt_and_client_credentials(live, user_agent):  # no
                              jwks={"keys": [key.as_dict(private=False)]},
                              grant_types=["authorization_code", "refresh_token", "client_credentials"])
     citizen = make_citizen(live.nixa)
-    auth = PrivateKeyJWT(meta["token_endpoint"], alg="ES256", headers={"kid": key.kid})
+    auth = ShortPrivateKeyJWT(meta["token_endpoint"], alg="ES256", headers={"kid": key.kid})
     with OAuth2Client(client.client_id, key, token_endpoint_auth_method="private_key_jwt",
                       revocation_endpoint_auth_method="private_key_jwt", redirect_uri=REDIRECT, code_challenge_method="S256",
                       timeout=10) as oauth:

@@ -678,3 +678,15 @@ def test_attack9_an_answer_from_an_earlier_upstream_session_is_refused(nixa, fed
 
 # ---- 10 is in tests/oidc/test_authorize.py (an unknown acr is refused, naming the supported ones) ---
 
+
+
+def test_the_journey_keeps_its_language_through_the_operators_callback(nixa, federation, app):  # noqa: ANN001
+    """An English browser sent with ui_locales=vi stays in Vietnamese on every page of the
+    journey, the page after the operator's callback included (it carries no ui_locales)."""
+    portal = register_client(nixa, nixa_first_party=True)
+    with TestClient(app, base_url="http://testserver", follow_redirects=False, client=("198.51.100.252", 50000),
+                    headers={"Accept-Language": "en-US,en;q=0.9"}) as b:
+        _, page, _ = login_page(b, portal, acr_values=SUBSTANTIAL, ui_locales="vi")
+        assert '<html lang="vi">' in page
+        r, _ = operator_sign_in(b, federation, page, typed=random_sim(), confirmed=random_sim())
+        assert r.status_code == 403 and '<html lang="vi">' in r.text

@@ -172,3 +172,55 @@ def test_double_submit_of_consent_yields_one_code(nixa, browser):
     second = browser.post(form_action(consent.text, "/consent"), data=data)
     assert "code" in query_of(first.headers["location"])
     assert "location" not in second.headers or "code" not in query_of(second.headers["location"])
+
+
+# ---- HSTS under https (RFC 6797) ------------------------------------------------------------------
+
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+def test_hsts_on_every_response_when_the_issuer_is_https(https_app):
+    nixa = https_app.state.nixa
+    client = register_client(nixa)
+    with TestClient(https_app, base_url="https://testserver", follow_redirects=False) as b:
+        responses = [b.get("/health"), b.get("/.well-known/openid-configuration"), b.get("/jwks"), b.get("/no-such-page"),
+                     b.post("/token", data={"grant_type": "nope"}), authorize(b, client)[0], b.get("/static/does-not-exist.css")]
+    for r in responses:
+        assert r.headers.get("strict-transport-security") == HSTS, (r.request.url, r.status_code)
+
+
+def test_no_hsts_on_an_http_issuer(browser):
+    # http only on loopback (tests, the demo): HSTS there would pin 127.0.0.1 to https.
+    assert "strict-transport-security" not in browser.get("/health").headers
+
+
+# ---- a client that goes away mid-request ------------------------------------------------------------
+
+
+def test_client_disconnect_is_logged_as_such_without_a_traceback(app, caplog):
+    """A half-open request whose client leaves while NIXA reads the body: one info line, no
+    `unexpected error` with a traceback (a flood of them used to fill the log)."""
+    import asyncio
+    import logging
+
+    sent: list[dict] = []
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/token", "raw_path": b"/token", "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"testserver"), (b"content-type", b"application/x-www-form-urlencoded"),
+                         (b"content-length", b"100")],
+             "client": ("127.0.0.1", 50000), "server": ("testserver", 80)}
+
+    async def receive() -> dict:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(app(scope, receive, send))
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not errors, [r.getMessage() for r in errors]
+    assert not any(r.exc_info for r in caplog.records)
+    assert any(r.levelno == logging.INFO and "disconnect" in r.getMessage() for r in caplog.records)
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    assert starts and starts[0]["status"] != 500

@@ -34,3 +34,63 @@ def test_web_scheme_rules_do_not_accept_a_custom_scheme_for_web_clients(nixa) ->
 
     with pytest.raises(InvalidClientMetadata):
         register_client(nixa, redirect_uri="vn.gov.dichvucong:/cb")  # application_type web
+
+
+# ---- loopback redirects compare every component but the port (RFC 8252 §7.3) -------------------
+
+import pytest  # noqa: E402
+
+LOOPBACK = "http://127.0.0.1/cb"
+
+
+def loopback_client(nixa):  # noqa: ANN001, ANN201
+    return register_client(nixa, redirect_uri=LOOPBACK, application_type="native", token_endpoint_auth_method="none",
+                           post_logout_redirect_uris=["http://127.0.0.1/bye"])
+
+
+def test_loopback_redirect_on_any_port_is_accepted(nixa, browser) -> None:  # noqa: ANN001
+    client = loopback_client(nixa)
+    r, _, _ = authorize(browser, client, redirect_uri="http://127.0.0.1:51234/cb")
+    assert r.status_code == 303 and r.headers["location"].startswith("/interaction/")
+
+
+@pytest.mark.parametrize("asked", [
+    "http://evil.example@127.0.0.1:51234/cb",  # userinfo: browsers go to 127.0.0.1, a naive parser sees evil.example
+    "http://evil.example@127.0.0.1/cb",
+    "http://user:pw@127.0.0.1:51234/cb",
+    "http://@127.0.0.1:51234/cb",
+    "http://127.0.0.1:51234/cb?next=x",
+    "http://127.0.0.1:51234/cb/",
+    "http://127.0.0.1:51234/other",
+    "https://127.0.0.1:51234/cb",
+    "http://127.0.0.2:51234/cb",
+    "http://[::1]:51234/cb",
+    "http://127.0.0.1:notaport/cb",
+    "http://127.0.0.1:51234/cb#frag",
+])
+def test_loopback_redirect_differing_in_anything_but_the_port_is_refused(nixa, browser, asked) -> None:  # noqa: ANN001
+    client = loopback_client(nixa)
+    r, _, _ = authorize(browser, client, redirect_uri=asked)
+    # Not proven: a page, never a redirect carrying a code or an error.
+    assert r.status_code == 400 and "location" not in r.headers
+
+
+def test_userinfo_in_a_registered_uri_is_refused(nixa) -> None:  # noqa: ANN001
+    from idp.oidc.clients import InvalidClientMetadata
+
+    for field in ("redirect_uri", "post_logout_redirect_uris"):
+        value = "http://evil.example@127.0.0.1/cb"
+        with pytest.raises(InvalidClientMetadata, match="user information"):
+            register_client(nixa, application_type="native", token_endpoint_auth_method="none",
+                            **({field: value} if field == "redirect_uri" else {field: [value]}))
+
+
+def test_post_logout_loopback_uri_follows_the_same_rules(nixa, browser) -> None:  # noqa: ANN001
+    client = loopback_client(nixa)
+    model = nixa.clients.get(client.client_id)
+    assert model.check_post_logout_redirect_uri("http://127.0.0.1/bye")
+    assert model.check_post_logout_redirect_uri("http://127.0.0.1:40001/bye")
+    for asked in ("http://evil.example@127.0.0.1:40001/bye", "http://127.0.0.1:40001/bye?x=1", "http://127.0.0.1:40001/cb"):
+        assert not model.check_post_logout_redirect_uri(asked)
+        r = browser.get("/logout", params={"client_id": client.client_id, "post_logout_redirect_uri": asked})
+        assert r.status_code == 400 and "location" not in r.headers

@@ -137,3 +137,54 @@ def test_unreachable_jwks_uri_is_invalid_client_not_500(nixa, http, client_key):
 
     client = register_client(nixa, token_endpoint_auth_method="private_key_jwt", jwks_uri=f"http://127.0.0.1:{free_port()}/jwks")
     _refused(http, client, sign(client_key, claims_for(client.client_id)))
+
+
+# ---- strict lifetimes (issue 7, item 5) ------------------------------------------------------------
+
+
+def test_assertion_living_longer_than_the_maximum_is_refused(http, pkjwt_client, client_key):
+    now = int(time.time())
+    _refused(http, pkjwt_client, sign(client_key, claims_for(pkjwt_client.client_id, exp=now + 3600)))
+
+
+def test_assertion_at_the_maximum_lifetime_is_accepted(nixa, browser, http, pkjwt_client, client_key):
+    citizen = make_citizen(nixa)
+    code, verifier, _ = get_code(browser, pkjwt_client, citizen)
+    exp = int(time.time()) + nixa.settings.client_assertion_max_lifetime
+    r = token_with_assertion(http, pkjwt_client, sign(client_key, claims_for(pkjwt_client.client_id, exp=exp)), code, verifier)
+    assert r.status_code == 200, r.text
+
+
+def test_assertion_without_iat_is_refused(http, pkjwt_client, client_key):
+    _refused(http, pkjwt_client, sign(client_key, claims_for(pkjwt_client.client_id, iat=None)))
+
+
+@pytest.mark.parametrize("iat", ["yesterday", True])
+def test_assertion_with_a_malformed_iat_is_refused(http, pkjwt_client, client_key, iat):
+    _refused(http, pkjwt_client, sign(client_key, claims_for(pkjwt_client.client_id, iat=iat)))
+
+
+def test_assertion_issued_in_the_future_is_refused(http, pkjwt_client, client_key):
+    now = int(time.time())
+    _refused(http, pkjwt_client, sign(client_key, claims_for(pkjwt_client.client_id, iat=now + 120, exp=now + 180)))
+
+
+def test_assertion_issued_within_the_clock_skew_is_accepted(nixa, browser, http, pkjwt_client, client_key):
+    citizen = make_citizen(nixa)
+    code, verifier, _ = get_code(browser, pkjwt_client, citizen)
+    now = int(time.time())
+    assertion = sign(client_key, claims_for(pkjwt_client.client_id, iat=now + 20, exp=now + 80))
+    assert token_with_assertion(http, pkjwt_client, assertion, code, verifier).status_code == 200
+
+
+def test_jti_is_remembered_until_exp_however_far(nixa, browser, http, pkjwt_client, client_key, monkeypatch):
+    """The replay cache used to be capped at 24 h whatever exp said: a two-day assertion could be
+    replayed on its second day. Now the jti is kept until exp (plus the leeway)."""
+    monkeypatch.setattr(nixa.settings, "client_assertion_max_lifetime", 3 * 86400)
+    citizen = make_citizen(nixa)
+    code, verifier, _ = get_code(browser, pkjwt_client, citizen)
+    exp = int(time.time()) + 2 * 86400
+    claims = claims_for(pkjwt_client.client_id, exp=exp)
+    assert token_with_assertion(http, pkjwt_client, sign(client_key, claims), code, verifier).status_code == 200
+    remembered = nixa.store.ttl(f"jti:{pkjwt_client.client_id}:{claims['jti']}")
+    assert remembered is not None and remembered >= exp - time.time()

@@ -111,3 +111,40 @@ def test_public_client_refresh(nixa, browser, http):
     client, tokens = start(nixa, browser, http, token_endpoint_auth_method="none")
     r = refresh(http, client, tokens["refresh_token"])
     assert r.status_code == 200, r.text
+
+
+# ---- the grant's absolute lifetime (refresh_grant_max_lifetime) --------------------------------
+
+
+def _age_grant(nixa, refresh_token: str, age: float) -> None:  # noqa: ANN001
+    from idp.store.models import Grant
+
+    row, grant = nixa.tokens.find_refresh_token(refresh_token)
+    with nixa.db.session() as s:
+        s.get(Grant, grant.id).created_at = nixa.clock() - age
+
+
+def test_rotation_never_extends_the_grant_past_its_absolute_lifetime(nixa, browser, http):
+    """Each rotation used to grant refresh_token_ttl afresh, so a grant could live forever."""
+    client, tokens = start(nixa, browser, http)
+    max_life = nixa.settings.refresh_grant_max_lifetime
+    _age_grant(nixa, tokens["refresh_token"], max_life - 3600)  # one hour of the grant left
+    r = refresh(http, client, tokens["refresh_token"])
+    assert r.status_code == 200, r.text
+    row, grant = nixa.tokens.find_refresh_token(r.json()["refresh_token"])
+    assert row.expires_at <= grant.created_at + max_life
+    assert row.expires_at < nixa.clock() + nixa.settings.refresh_token_ttl - 86400
+
+
+def test_refresh_after_the_absolute_lifetime_is_invalid_grant(nixa, browser, http):
+    client, tokens = start(nixa, browser, http)
+    _age_grant(nixa, tokens["refresh_token"], nixa.settings.refresh_grant_max_lifetime + 1)
+    r = refresh(http, client, tokens["refresh_token"])
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+
+
+def test_first_refresh_token_is_capped_by_a_short_absolute_lifetime(nixa, browser, http, monkeypatch):
+    monkeypatch.setattr(nixa.settings, "refresh_grant_max_lifetime", 7200)
+    client, tokens = start(nixa, browser, http)
+    row, grant = nixa.tokens.find_refresh_token(tokens["refresh_token"])
+    assert row.expires_at <= grant.created_at + 7200 + 1

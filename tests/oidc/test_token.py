@@ -190,3 +190,43 @@ def test_token_success_response_is_no_store(nixa, browser, http):
     assert r.headers["content-type"].startswith("application/json")
     body = r.json()
     assert body["token_type"] == "Bearer" and body["expires_in"] > 0
+
+
+# ---- a client_id in the body must name the authenticated client ---------------------------------
+
+
+def test_body_client_id_of_another_client_is_invalid_client_at_token(nixa, browser, http):
+    """Basic credentials authenticate one client; a body naming another used to be ignored."""
+    client = register_client(nixa)
+    other = register_client(nixa)
+    citizen = make_citizen(nixa)
+    code, verifier, _ = get_code(browser, client, citizen)
+    r = http.post("/token", auth=(client.client_id, client.secret),
+                  data={"grant_type": "authorization_code", "code": code, "redirect_uri": client.redirect_uri,
+                        "code_verifier": verifier, "client_id": other.client_id})
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+    assert r.headers["cache-control"] == "no-store"
+    # the same body with the right client_id is fine (the code was not spent by the refusal)
+    r = http.post("/token", auth=(client.client_id, client.secret),
+                  data={"grant_type": "authorization_code", "code": code, "redirect_uri": client.redirect_uri,
+                        "code_verifier": verifier, "client_id": client.client_id})
+    assert r.status_code == 200, r.text
+
+
+def test_body_client_id_of_another_client_is_invalid_client_at_client_credentials(nixa, http):
+    client = register_client(nixa, grant_types=["client_credentials"], redirect_uris=[], post_logout_redirect_uris=[], scope="profile")
+    other = register_client(nixa)
+    r = http.post("/token", auth=(client.client_id, client.secret), data={"grant_type": "client_credentials", "client_id": other.client_id})
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize("endpoint", ["/introspect", "/revoke"])
+def test_body_client_id_of_another_client_is_invalid_client(nixa, browser, http, endpoint):
+    client = register_client(nixa)
+    other = register_client(nixa)
+    citizen = make_citizen(nixa)
+    code, verifier, _ = get_code(browser, client, citizen)
+    access = redeem(http, client, code, verifier).json()["access_token"]
+    r = http.post(endpoint, auth=(client.client_id, client.secret), data={"token": access, "client_id": other.client_id})
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+    assert introspect(http, client, access).json()["active"] is True  # nothing was revoked
