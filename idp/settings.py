@@ -9,12 +9,38 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from pydantic import Field, field_validator
+import os
+
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+# Secret settings may come from a file instead (Docker and Kubernetes secrets): NIXA_<NAME>_FILE.
+SECRET_SETTINGS = ("master_key", "database_url", "redis_url")
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NIXA_", extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, data: object) -> object:
+        """NIXA_<NAME>_FILE names a file holding the secret (its trailing newline dropped); setting
+        both the value and the file is refused rather than guessed."""
+        if not isinstance(data, dict):
+            return data
+        for name in SECRET_SETTINGS:
+            path = os.environ.get(f"NIXA_{name.upper()}_FILE")
+            if not path:
+                continue
+            if data.get(name):
+                raise ValueError(f"set NIXA_{name.upper()} or NIXA_{name.upper()}_FILE, not both")
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    data[name] = fh.read().rstrip("\r\n")
+            except OSError as exc:
+                raise ValueError(f"NIXA_{name.upper()}_FILE: cannot read {path} ({exc.strerror})") from None
+        return data
 
     issuer: str = Field("http://127.0.0.1:8000", description="The OpenID Provider's issuer URL (no trailing slash).")
     database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite at var_dir/nixa.db.")
