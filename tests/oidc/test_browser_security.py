@@ -95,7 +95,9 @@ def test_login_post_without_or_with_wrong_csrf_is_403(nixa, browser):
     citizen = make_citizen(nixa)
     _, _, page = _at_login(nixa, browser)
     action = form_action(page.text, "/local")
-    for csrf in (None, "0" * 64, hidden(page.text, "csrf")[:-1] + "0"):
+    token = hidden(page.text, "csrf")
+    tampered = token[:-1] + ("1" if token[-1] == "0" else "0")  # always differs from the real token
+    for csrf in (None, "0" * 64, tampered):
         data = {"username": citizen.username, "password": citizen.password}
         if csrf:
             data["csrf"] = csrf
