@@ -12,13 +12,15 @@ import typer
 from idp.settings import Settings
 
 app = typer.Typer(help="NIXA: national identity exchange and authentication", no_args_is_help=True, add_completion=False)
-keys_app = typer.Typer(help="Signing keys: list, rotate, prune", no_args_is_help=True)
+keys_app = typer.Typer(help="Signing keys and the master key: list, rotate, prune, revoke, rotate-master", no_args_is_help=True)
 clients_app = typer.Typer(help="Relying parties (OpenID Connect clients)", no_args_is_help=True)
+resources_app = typer.Typer(help="Resource servers: the agency APIs that accept NIXA access tokens (RFC 8707)", no_args_is_help=True)
 users_app = typer.Typer(help="Local accounts for the demo and tests", no_args_is_help=True)
 connectors_app = typer.Typer(help="Identity-source connectors", no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit trail", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(clients_app, name="clients")
+app.add_typer(resources_app, name="resources")
 app.add_typer(users_app, name="users")
 app.add_typer(connectors_app, name="connectors")
 app.add_typer(audit_app, name="audit")
@@ -40,16 +42,56 @@ _mount_optional("connectors.certificate.cli", "pki", "Test PKI: root and license
 try:  # the stand-in for the USB-token signing plug-in
     from connectors.certificate.cli import sign as _sign
 
-    app.command("sign", help="Sign a sign-in challenge with a PKCS#12 certificate (test stand-in for the USB-token plug-in)")(_sign)
+    app.command("sign", help="Show a sign-in statement, check its origin, sign it with a PKCS#12 certificate (test stand-in for the USB-token plug-in)")(_sign)
 except ImportError:
     pass
 _mount_optional("connectors.population.cli", "registry", "Population registry sandbox data")
 
 
-def _nixa(settings: Settings | None = None):  # noqa: ANN202
-    from idp.app import Nixa
+class _Invocation:
+    """What the top-level options of this run said (the callback sets it before any command)."""
 
-    return Nixa(settings or Settings())
+    actor_name = ""
+
+
+@app.callback()
+def _main(
+    actor: str = typer.Option("", "--actor", envvar="NIXA_ACTOR", help="Who runs this command, recorded in the audit trail with the OS user and host."),
+) -> None:
+    """NIXA: national identity exchange and authentication"""
+    _Invocation.actor_name = actor
+
+
+def _actor() -> dict[str, str]:
+    """Who runs this command, stamped on every event it causes: the OS user and the host, and
+    the name given with --actor / NIXA_ACTOR (a shared service account says little alone)."""
+    import getpass
+    import os
+    import socket
+
+    try:
+        os_user = getpass.getuser()
+    except (KeyError, OSError):  # a container user without a passwd entry
+        os_user = str(os.getuid())
+    actor = {"via": "cli", "os_user": os_user, "host": socket.gethostname()}
+    if _Invocation.actor_name:
+        actor["name"] = _Invocation.actor_name
+    return actor
+
+
+def _nixa(settings: Settings | None = None):  # noqa: ANN202
+    """The one way a command opens NIXA, so every command's audit events carry its actor."""
+    from idp.app import Nixa
+    from idp.store.db import SchemaMismatch
+    from keys.sealing import MasterKeyProblem
+
+    try:
+        nixa = Nixa(settings or Settings())
+    except (MasterKeyProblem, SchemaMismatch) as exc:  # a refusal to start, said plainly
+        typer.echo(f"nixa: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    nixa.events.actor = _actor()
+    return nixa
 
 
 @app.command("config")
@@ -81,10 +123,8 @@ def migrate() -> None:
 
 @app.command()
 def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
-    """Serve NIXA (refuses to start on a schema it does not know)."""
+    """Serve NIXA (refuses to start on a schema it does not know, or without its master key)."""
     import uvicorn
-
-    from idp.store.db import SchemaMismatch, check_schema, make_engine
 
     settings = Settings()
     if workers > 1 and not settings.redis_url:
@@ -92,11 +132,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
         # sessions made by one worker would be unknown to the others.
         typer.echo("nixa: several workers need a shared ephemeral store: set NIXA_REDIS_URL (or use --workers 1)", err=True)
         raise typer.Exit(2)
-    try:
-        check_schema(make_engine(settings.sqlalchemy_url))
-    except SchemaMismatch as exc:
-        typer.echo(f"nixa: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    # Open NIXA once here, so a wrong schema or master key is one clear line, not a traceback per worker.
+    _nixa(settings).db.engine.dispose()
     uvicorn.run("idp.asgi:app", host=host, port=port, workers=workers, log_level="warning", proxy_headers=False)
 
 
@@ -130,12 +167,64 @@ def keys_rotate(alg: list[str] = typer.Option(["ES256", "RS256", "EdDSA"], "--al
 
 @keys_app.command("prune")
 def keys_prune() -> None:
-    """Remove retired keys once every token they signed has expired."""
+    """Remove retired keys once every token they signed has expired (every worker drops them within seconds)."""
     nixa = _nixa()
     removed = nixa.keys.prune()
     if removed:
         nixa.events.emit("key.pruned", data={"kids": removed})
     typer.echo(f"removed {len(removed)} retired key(s)")
+
+
+@keys_app.command("revoke")
+def keys_revoke(kid: str) -> None:
+    """A compromised key: out of the JWKS and no longer trusted, whatever its state; if it was
+    signing, the published next key takes over. Tokens it signed stop verifying."""
+    nixa = _nixa()
+    revoked = nixa.keys.revoke(kid)
+    if revoked is None:
+        typer.echo(f"nixa: no signing key {kid} (see `nixa keys list`)", err=True)
+        raise typer.Exit(2)
+    if revoked["state"] == "active":
+        revoked["now_active"] = nixa.keys.active_kid(revoked["alg"])
+    nixa.events.emit("key.revoked", data=revoked)
+    typer.echo(f"{kid} revoked ({revoked['state']} {revoked['alg']} key); every worker drops it within seconds")
+
+
+@keys_app.command("rotate-master")
+def keys_rotate_master() -> None:
+    """Re-seal every secret at rest (signing keys, stable secrets, connector secrets) under a new
+    master key, in one transaction. The new key comes from NIXA_NEW_MASTER_KEY(_FILE) or a prompt.
+    Run it again with the same new key to re-seal what a worker sealed under the old one meanwhile."""
+    from sqlalchemy.exc import IntegrityError
+
+    from keys.sealing import MasterKey, MasterKeyProblem
+
+    settings = Settings()
+    if not settings.audit_key:
+        # The audit key is derived from the master key until it is pinned: rotating now would
+        # leave every earlier audit row keyed with a key nobody holds any more.
+        typer.echo("nixa: pin the audit key first (`nixa audit pin-key`, then set NIXA_AUDIT_KEY on every worker): "
+                   "it is derived from the master key until then", err=True)
+        raise typer.Exit(2)
+    value = settings.new_master_key or typer.prompt("New master key (32 bytes, base64url)", hide_input=True)
+    try:
+        new = MasterKey.from_b64(value.strip())
+    except ValueError as exc:
+        typer.echo(f"nixa: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    nixa = _nixa(settings)
+    try:
+        version, count = nixa.sealer.rotate(new, (nixa.keys.reseal, nixa.stable.reseal, nixa.connectors.reseal))
+    except MasterKeyProblem as exc:
+        typer.echo(f"nixa: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except IntegrityError as exc:
+        typer.echo("nixa: another master-key rotation ran at the same time; nothing changed", err=True)
+        raise typer.Exit(1) from exc
+    nixa.events.emit("master_key.rotated", data={"version": version, "resealed": count})
+    typer.echo(f"re-sealed {count} value(s) under master key version {version}.\n"
+               "Now set NIXA_MASTER_KEY to the new key on every worker (with the old one as NIXA_PREVIOUS_MASTER_KEY "
+               "until all have restarted), then destroy the old key.")
 
 
 # ---- clients -----------------------------------------------------------------------------------
@@ -196,6 +285,52 @@ def clients_rotate_secret(client_id: str) -> None:
     secret = nixa.clients.rotate_secret(client_id)
     nixa.events.emit("client.changed", client_id=client_id, data={"secret_rotated": True})
     typer.echo(f"client_secret={secret}  (shown once)")
+
+
+# ---- resource servers ----------------------------------------------------------------------------
+
+
+@resources_app.command("add")
+def resources_add(
+    identifier: str = typer.Argument(..., help="The API's resource identifier: an absolute URI without fragment, its tokens' `aud`"),
+    name: str = typer.Option(..., "--name", help="Shown to operators"),
+    scope: list[str] = typer.Option([], "--scope", help="A scope the API accepts (repeat for each)"),
+    client_id: str = typer.Option(..., "--client", help="The registered client the API introspects tokens with"),
+) -> None:
+    """Register a resource server, or update it (same identifier). Idempotent."""
+    from idp.oidc.resources import InvalidResourceServer
+
+    nixa = _nixa()
+    try:
+        created = nixa.resources.upsert(identifier, name=name, scopes=scope, client_id=client_id)
+    except InvalidResourceServer as exc:
+        typer.echo(f"nixa: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    nixa.events.emit("resource.changed", client_id=client_id,
+                     data={"resource": identifier, "scopes": sorted(set(scope)), "created": created, "source": "cli"})
+    typer.echo(f"{'created' if created else 'updated'} {identifier}")
+
+
+@resources_app.command("list")
+def resources_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    servers = _nixa().resources.all()
+    if as_json:
+        typer.echo(json.dumps([{"identifier": r.identifier, "name": r.name, "scopes": sorted(r.scopes), "client_id": r.client_id}
+                               for r in servers], indent=2, ensure_ascii=False))
+        return
+    for r in servers:
+        typer.echo(f"{r.identifier:40} {r.client_id:24} {' '.join(sorted(r.scopes)):30} {r.name}")
+
+
+@resources_app.command("remove")
+def resources_remove(identifier: str) -> None:
+    """No new token is issued for it and its client can no longer introspect; JWTs already issued stay valid until they expire."""
+    nixa = _nixa()
+    if not nixa.resources.remove(identifier):
+        typer.echo(f"nixa: no resource server {identifier}", err=True)
+        raise typer.Exit(2)
+    nixa.events.emit("resource.changed", data={"resource": identifier, "removed": True, "source": "cli"})
+    typer.echo(f"removed {identifier}")
 
 
 # ---- users -------------------------------------------------------------------------------------
@@ -269,14 +404,57 @@ def connectors_set(connector_id: str, type_name: str, config_file: Path, loa: st
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Recompute the hash chain; exit 1 and name the first broken row if anything was altered."""
-    ok, broken = _nixa().audit.verify_chain()
-    if ok:
-        typer.echo("audit chain intact")
+def audit_verify(
+    checkpoint: Optional[Path] = typer.Option(
+        None, "--checkpoint", help="A checkpoint kept from `nixa audit checkpoint`: also catches rows deleted from the end and a rewritten chain."
+    ),
+) -> None:
+    """Recompute the keyed chain; exit 1 with one line naming the first bad event if anything was altered."""
+    from idp.audit_chain import InvalidCheckpoint
+
+    nixa = _nixa()
+    held = None
+    if checkpoint is not None:
+        try:
+            held = nixa.audit.checkpoints.read(checkpoint.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, InvalidCheckpoint) as exc:
+            typer.echo(f"nixa: checkpoint {checkpoint} refused: {exc}", err=True)
+            raise typer.Exit(2) from exc
+    report = nixa.audit.verify_chain(held)
+    if not report.ok:
+        typer.echo(f"nixa: {report.line()}", err=True)
+        raise typer.Exit(1)
+    typer.echo(report.line() + (f"; it holds the checkpoint of event {held.event_id}" if held else ""))
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(out: Optional[Path] = typer.Option(None, "--out", help="Write the JWS to this file instead of standard output.")) -> None:
+    """The newest signed checkpoint (made now if events came after it), for an auditor to keep outside NIXA."""
+    nixa = _nixa()
+    token = nixa.audit.checkpoint_now()
+    if token is None:
+        typer.echo("nixa: the audit trail is empty; nothing to checkpoint", err=True)
+        raise typer.Exit(1)
+    if out is None:
+        typer.echo(token)
         return
-    typer.echo(f"nixa: audit chain broken at event {broken}", err=True)
-    raise typer.Exit(1)
+    out.write_text(token + "\n", encoding="utf-8")
+    typer.echo(f"checkpoint of event {nixa.audit.checkpoints.read(token).event_id} written to {out}")
+
+
+@audit_app.command("pin-key")
+def audit_pin_key() -> None:
+    """Print the audit key derived from the master key, to set as NIXA_AUDIT_KEY before the master key is rotated."""
+    from idp.audit_chain import derived_key, encode_key, key_id
+
+    nixa = _nixa()
+    if nixa.settings.audit_key:
+        typer.echo("nixa: NIXA_AUDIT_KEY is already set; nothing to pin", err=True)
+        raise typer.Exit(2)
+    key = derived_key(nixa.master)
+    nixa.events.emit("admin.changed", data={"audit_key_exported": key_id(key)})
+    typer.echo(f"NIXA_AUDIT_KEY={encode_key(key)}")
+    typer.echo("keep it in the secret store beside the master key, never in the database", err=True)
 
 
 @audit_app.command("tail")

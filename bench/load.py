@@ -241,12 +241,13 @@ def _operation(name: str, http: Any, ctx: dict) -> Any:
             return outcome(await http.request("GET", "/jwks"))
     elif name == "client_credentials":
         headers = {"Authorization": ctx["service_basic"]}
-        body = {"grant_type": "client_credentials", "scope": ctx["service_scope"]}
+        body = {"grant_type": "client_credentials", "scope": ctx["service_scope"], "resource": ctx["service_resource"]}
 
         async def op(i: int, steps: dict) -> tuple[bool, str, str]:
             return outcome(await http.request("POST", "/token", data=body, headers=headers))
     elif name == "introspection":
-        headers = {"Authorization": ctx["service_basic"]}
+        # The resource server introspects the token issued for it (its audience), not the service.
+        headers = {"Authorization": ctx["api_basic"]}
         body = {"token": ctx["service_access_token"], "token_type_hint": "access_token"}
 
         async def op(i: int, steps: dict) -> tuple[bool, str, str]:

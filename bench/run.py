@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 START_TIMEOUT = 60.0  # seconds for the server to answer /health
 STOP_TIMEOUT = 15.0
+BENCH_API = "https://api.bench.example/v1"  # a resource identifier (RFC 8707), never contacted
 
 LABELS = {
     "discovery": "discovery GET",
@@ -272,6 +273,18 @@ def seed(be: Backend, tmp: Path, issuer: str, master_key: str, n_citizens: int) 
         "token_endpoint_auth_method": "client_secret_basic",
         "scope": "bench.read",
     })
+    # The API the service calls: its tokens are asked for with `resource` and it introspects
+    # them with its own client (RFC 8707 / RFC 7662), the path an agency API takes.
+    api_secret = secrets.token_urlsafe(32)
+    nixa.clients.upsert({
+        "client_id": "bench-api",
+        "client_name": "Benchmark API (resource server)",
+        "client_secret": api_secret,
+        "grant_types": ["client_credentials"],
+        "token_endpoint_auth_method": "client_secret_basic",
+        "scope": "",
+    })
+    nixa.resources.upsert(BENCH_API, name="Benchmark API", scopes=["bench.read"], client_id="bench-api")
     citizens = []
     for i in range(n_citizens):
         username = f"bench{i}"
@@ -288,9 +301,12 @@ def seed(be: Backend, tmp: Path, issuer: str, master_key: str, n_citizens: int) 
         "redirect_uri": redirect_uri,
         "service_basic": basic_auth("bench-service", service_secret),
         "service_scope": "bench.read",
+        "service_resource": BENCH_API,
+        "api_basic": basic_auth("bench-api", api_secret),
         "citizens": citizens,
     }
-    return Seed(ctx, {"clients": ["bench-web (confidential, first party)", "bench-service (client_credentials)"],
+    return Seed(ctx, {"clients": ["bench-web (confidential, first party)", "bench-service (client_credentials)",
+                                  f"bench-api (introspects the tokens for resource {BENCH_API})"],
                       "citizens": n_citizens})
 
 
@@ -350,13 +366,15 @@ class Server:
 
 
 def prepare_tokens(base_url: str, ctx: dict, engine: str) -> None:
-    """A client_credentials token (introspected) and a user token from a real code flow (userinfo)."""
+    """A client_credentials token for the benchmark API (which introspects it) and a user token
+    from a real code flow (userinfo)."""
     import asyncio
 
     async def go() -> None:
         http = make_engine(engine, base_url, 4, 30.0)
         try:
-            r = await http.request("POST", "/token", data={"grant_type": "client_credentials", "scope": ctx["service_scope"]},
+            r = await http.request("POST", "/token", data={"grant_type": "client_credentials", "scope": ctx["service_scope"],
+                                                           "resource": ctx["service_resource"]},
                                    headers={"Authorization": ctx["service_basic"]})
             if r.status != 200:
                 raise RuntimeError(f"client_credentials failed: HTTP {r.status} {r.text[:300]}")

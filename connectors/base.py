@@ -78,10 +78,15 @@ class Assertion:
     amr: tuple[str, ...] = ()
     connector_data: Mapping[str, Any] = field(default_factory=dict)
     authenticated_at: float = field(default_factory=time.time)
+    # What the source needs to end its own session when the person signs out of NIXA (an
+    # upstream OpenID provider: its ID token, as id_token_hint). Kept with the SSO session for
+    # its lifetime only, never with the link.
+    upstream_session: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "attributes", _frozen(self.attributes))
         object.__setattr__(self, "connector_data", _frozen(self.connector_data))
+        object.__setattr__(self, "upstream_session", _frozen(self.upstream_session))
         object.__setattr__(self, "amr", tuple(self.amr))
 
     @property
@@ -222,6 +227,7 @@ class ConnectorContext:
     issuer: str = ""
     registry: Any = None  # connectors.registry.ConnectorRegistry, to reach sibling connectors
     throttle: Any = None  # idp.store.throttle.Throttle: counts secret checks and messages sent
+    fetch_policy: Any = None  # connectors.safe_fetch.FetchPolicy for URLs the operator did not write; None: public only
 
 
 # ---- capabilities -----------------------------------------------------------------------
@@ -229,6 +235,9 @@ class ConnectorContext:
 
 @runtime_checkable
 class Connector(Protocol):
+    """Every connector. A class attribute `secret_keys` (a tuple) names the config keys that
+    are secrets: the registry seals them at rest and nothing lists them (connectors/registry.py)."""
+
     id: str
     display_name_vi: str
     display_name_en: str
@@ -265,6 +274,16 @@ class RedirectConnector(Protocol):
         ...
 
     def handle_callback(self, params: Mapping[str, str], callback: str, saved: Mapping[str, Any]) -> Assertion: ...
+
+
+@runtime_checkable
+class SessionEndingConnector(Protocol):
+    """A source with a session of its own that NIXA's sign-out can end (OpenID Connect
+    RP-Initiated Logout at an upstream provider): the browser is sent there, then back."""
+
+    def end_session_url(self, upstream_session: Mapping[str, Any], post_logout_redirect_uri: str, state: str) -> str | None:
+        """Where to send the browser to end the source's session, or None if it cannot."""
+        ...
 
 
 @runtime_checkable

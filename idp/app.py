@@ -17,16 +17,22 @@ from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from connectors.registry import ConnectorRegistry
+from connectors.resilience import ResilientHttp
+from connectors.safe_fetch import MAX_DOCUMENT_BYTES, NEGATIVE_TTL, FetchPolicy, FetchRefused, fetch_json
+from idp.audit_chain import AuditKeys, Checkpoints
 from idp.events import AuditLog, Events
 from idp.identity.people import People
 from idp.oidc.clients import ClientModel, ClientRegistry, SecretHasher
+from idp.oidc.resources import ResourceRegistry
 from idp.oidc.tokens import TokenService
 from idp.settings import Settings
 from idp.store.db import Database, check_schema
 from idp.store.ephemeral import EphemeralStore, open_store
 from idp.store.throttle import Throttle
 from idp.store.models import Consent, Grant
-from keys.ring import KeyRing, MasterKey
+from keys.ring import KeyRing
+from keys.sealing import MasterKey, Sealer
+from keys.stable import StableSecrets
 
 log = logging.getLogger("nixa")
 
@@ -43,17 +49,33 @@ class Nixa:
         self.db = Database(settings.sqlalchemy_url)
         check_schema(self.db.engine)
         self.store = store or open_store(settings.redis_url, clock)
-        self.master = MasterKey.load_or_create(settings.master_key, settings.var_dir)
+        self.master = MasterKey.configured(settings.master_key, settings.var_dir, demo=settings.demo)
+        previous = MasterKey.from_b64(settings.previous_master_key) if settings.previous_master_key else None
+        self.sealer = Sealer(self.db, self.master, previous, clock=clock)  # keys/sealing.py: every secret at rest
         self.events = Events()
-        self.audit = AuditLog(self.db)
-        self.events.subscribe(self.audit.append)
         longest = max(settings.access_token_ttl, settings.id_token_ttl)
-        self.keys = KeyRing(self.db, self.master, retire_after=longest + settings.key_retire_grace, clock=clock)
+        self.keys = KeyRing(self.db, self.sealer, retire_after=longest + settings.key_retire_grace, clock=clock)
+        # Open every stored key first: a wrong master key is refused before it is registered or
+        # anything is derived from it.
+        self.keys.jwks()
+        self.sealer.start()
+        self.stable = StableSecrets(self.db, self.sealer, clock).ensure()  # keys/stable.py: survive master rotation
         self.keys.ensure()
-        self.clients = ClientRegistry(self.db, SecretHasher(self.master.derive("client-secret")))
-        self.people = People(self.db, self.events, self.master.derive("pairwise-subject"), clock)
+        # The audit chain is keyed outside the database, its checkpoints signed by the ring.
+        checkpoints = Checkpoints(self.keys, settings.issuer, settings.default_signing_alg,
+                                  every=settings.audit_checkpoint_every, seconds=settings.audit_checkpoint_seconds)
+        self.audit = AuditLog(self.db, AuditKeys.from_settings(settings.audit_key, settings.audit_previous_keys, self.master),
+                              checkpoints)
+        self.events.subscribe(self.audit.append)
+        # URLs clients and upstream providers choose are fetched under one policy (safe_fetch.py).
+        self.fetch_policy = FetchPolicy.allowing(settings.fetch_allowed_networks, loopback=settings.demo)
+        self.outbound = ResilientHttp(name="client metadata", policy=self.fetch_policy, max_bytes=MAX_DOCUMENT_BYTES,
+                                      negative_ttl=NEGATIVE_TTL, breaker_per_host=True)
+        self.clients = ClientRegistry(self.db, SecretHasher(self.stable["client-secret"]), outbound=self.outbound)
+        self.resources = ResourceRegistry(self.db, settings.issuer)  # agency APIs (RFC 8707), idp/oidc/resources.py
+        self.people = People(self.db, self.events, self.stable["pairwise-subject"], clock)
         self.tokens = TokenService(settings, self.db, self.store, self.keys, self.events, clock,
-                                   person_key=self.master.derive("access-token-person"))
+                                   person_key=self.stable["access-token-person"], clients=self.clients)
         # One throttle service for every secret check and every message sent (idp/store/throttle.py).
         self.throttle = Throttle(self.store, settings)
         from idp.login.session import Sessions
@@ -62,9 +84,10 @@ class Nixa:
         from idp.oidc.logout import BackchannelLogout
 
         self.backchannel = BackchannelLogout(self)  # back-channel logout outbox (idp/oidc/logout.py)
-        self.connectors = ConnectorRegistry(self.db, self.store, settings.issuer, clock, throttle=self.throttle)
+        self.connectors = ConnectorRegistry(self.db, self.store, settings.issuer, clock, throttle=self.throttle, sealer=self.sealer,
+                                            fetch_policy=self.fetch_policy)
         self.scopes_supported = STANDARD_SCOPES
-        self.csrf_key = self.master.derive("csrf")
+        self.csrf_key = self.stable["csrf"]
         self._client_keys: dict[str, tuple[int, KeySet]] = {}
         from idp.oidc.server import build_server
 
@@ -155,7 +178,8 @@ class Nixa:
             self.events.emit("claims.released", person_id=person_id, client_id=client_id, data={"claims": sorted(claims), "channel": channel})
 
     def client_keys(self, client: ClientModel) -> KeySet:
-        """A private_key_jwt client's public keys, from its metadata (jwks) or its jwks_uri."""
+        """A private_key_jwt client's public keys, from its metadata (jwks) or its jwks_uri,
+        fetched under the fetch policy (a refusal is audited; the caller answers invalid_client)."""
         md = client.metadata
         if md.get("jwks"):
             return KeySet.import_key_set(md["jwks"])
@@ -163,11 +187,12 @@ class Nixa:
         cached = self._client_keys.get(client.client_id)
         if cached and time.monotonic() - cached[0] < 300:
             return cached[1]
-        import httpx
-
-        resp = httpx.get(uri, timeout=3.0)
-        resp.raise_for_status()
-        ks = KeySet.import_key_set(resp.json())
+        try:
+            document = fetch_json(self.outbound, uri, "jwks_uri")
+        except FetchRefused as exc:
+            self.events.emit("fetch.refused", client_id=client.client_id, data={"field": "jwks_uri", "url": uri, "reason": str(exc)[:300]})
+            raise
+        ks = KeySet.import_key_set(document)
         self._client_keys[client.client_id] = (int(time.monotonic()), ks)
         return ks
 

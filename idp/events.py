@@ -3,8 +3,7 @@ access log and the metrics subscribe. Nobody writes audit rows or counters by ha
 
 from __future__ import annotations
 
-import hashlib
-import json
+import logging
 import threading
 import time
 from collections import Counter
@@ -12,10 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 
+from idp.audit_chain import CHECKPOINT_TYPE, GENESIS, AuditKeys, ChainCheck, ChainReport, Checkpoint, Checkpoints
 from idp.store.db import Database
 from idp.store.models import AccessLogEntry, AuditEvent
+
+log = logging.getLogger("nixa")
 
 # The vocabulary. Emitting a type not listed here is a programming error.
 EVENT_TYPES = frozenset(
@@ -40,10 +43,15 @@ EVENT_TYPES = frozenset(
         "logout.delivered",  # a back-channel logout token reached an app (OIDC Back-Channel Logout 1.0)
         "logout.retrying",  # an attempt failed; another one is scheduled
         "logout.failed",  # every attempt failed, or the app cannot be told any more
+        "logout.upstream",  # the browser was sent to a source (operator) to end its own session too
         "session.ended",
         "client.changed",
+        "resource.changed",  # a resource server (agency API) registered, changed or removed
+        "introspection.refused",  # a client asked about a token that is neither its own nor for its API
         "key.rotated",
         "key.pruned",
+        "key.revoked",  # a compromised signing key removed at once (nixa keys revoke)
+        "master_key.rotated",  # every sealed secret re-sealed under a new master key version
         "identity.linked",
         "identity.unlinked",
         "identity.merged",
@@ -56,11 +64,9 @@ EVENT_TYPES = frozenset(
         "connector.changed",
         "admin.changed",
         "request.rejected",
+        "fetch.refused",  # a client- or upstream-supplied URL pointed where NIXA does not fetch (SSRF)
     }
 )
-
-GENESIS = "0" * 64
-
 
 @dataclass(frozen=True)
 class Event:
@@ -72,35 +78,31 @@ class Event:
     at: float = field(default_factory=time.time)
 
 
-def chain_hash(prev_hash: str, event: Event) -> str:
-    body = json.dumps(
-        [event.at, event.type, event.person_id, event.client_id, event.ip, event.data],
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-        default=str,
-    )
-    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
-
-
 class AuditLog:
-    """Append-only, hash-chained, with group commit.
+    """Append-only, chained under the audit key (idp/audit_chain.py), with group commit and
+    signed checkpoints.
 
     The chain must have no forks, so appends are serialized: one writer thread per worker, and
     on PostgreSQL an advisory lock held by the inserting transaction (several workers share one
     chain). A caller's `append` returns only once its event is committed (nothing is lost that
     a client was told happened), but concurrent callers share one transaction: the lock and the
-    commit are paid once per batch, not once per event."""
+    commit are paid once per batch, not once per event. The writer adds a checkpoint row every
+    `checkpoints.every` events or `checkpoints.seconds` seconds; an idle writer wakes up to
+    cover the last events too, so a quiet night does not leave them open to truncation."""
 
     _PG_LOCK = 0x4E495841  # "NIXA"
     MAX_BATCH = 500
 
-    def __init__(self, db: Database, timeout: float = 10.0) -> None:
+    def __init__(self, db: Database, keys: AuditKeys, checkpoints: Checkpoints, timeout: float = 10.0) -> None:
         self.db = db
+        self.keys = keys
+        self.checkpoints = checkpoints
         self.timeout = timeout
         self._queue: list[tuple[Event, threading.Event, list]] = []
         self._cond = threading.Condition()
         self._writer: threading.Thread | None = None
+        self._write_lock = threading.Lock()  # the writer thread and checkpoint_now() of one process
+        self._latest: Checkpoint | None = None  # the database is asked again only when this one seems due
 
     def append(self, event: Event) -> None:
         done = threading.Event()
@@ -119,38 +121,28 @@ class AuditLog:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._queue:
-                    self._cond.wait()
+                if not self._queue:
+                    self._cond.wait(self.checkpoints.seconds)
                 batch, self._queue = self._queue[: self.MAX_BATCH], self._queue[self.MAX_BATCH :]
             try:
                 self._write([e for e, _, _ in batch])
                 error = None
             except Exception as exc:  # every waiting caller learns it; none returns success
                 error = exc
+                if not batch:
+                    log.warning("audit checkpoint failed: %s", exc)
             for _, done, outcome in batch:
                 outcome.append(error)
                 done.set()
 
-    def _write(self, events: list[Event]) -> None:
-        with self.db.session() as s:
+    def _write(self, events: list[Event], *, force_checkpoint: bool = False) -> None:
+        with self._write_lock, self.db.session() as s:
             if self.db.dialect == "postgresql":
                 s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": self._PG_LOCK})
-            prev = s.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)) or GENESIS
+            tail = s.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(1)).first()
             for event in events:
-                digest = chain_hash(prev, event)
-                s.add(
-                    AuditEvent(
-                        at=event.at,
-                        type=event.type,
-                        person_id=event.person_id,
-                        client_id=event.client_id,
-                        ip=event.ip,
-                        data=event.data,
-                        prev_hash=prev,
-                        hash=digest,
-                    )
-                )
-                prev = digest
+                tail = self._chained(event, tail.hash if tail else GENESIS)
+                s.add(tail)
                 if event.type == "claims.released" and event.person_id and event.client_id:
                     s.add(
                         AccessLogEntry(
@@ -161,23 +153,62 @@ class AuditLog:
                             channel=str(event.data.get("channel", "")),
                         )
                     )
+            if tail is not None and tail.type != CHECKPOINT_TYPE:
+                s.flush()  # the ids of this batch
+                self._checkpoint_if_due(s, tail, force_checkpoint)
 
-    def verify_chain(self) -> tuple[bool, int | None]:
-        """Recompute every hash; (True, None) or (False, id of the first broken row)."""
-        prev = GENESIS
+    def _chained(self, event: Event, prev: str) -> AuditEvent:
+        return AuditEvent(at=event.at, type=event.type, person_id=event.person_id, client_id=event.client_id, ip=event.ip,
+                          data=event.data, prev_hash=prev, hash=self.keys.chain_value(prev, event))
+
+    def _checkpoint_if_due(self, s: Session, tail: AuditEvent, force: bool) -> None:
+        now = time.time()
+        if not force and self._latest is not None and not self.checkpoints.due(self._latest, tail.id, now):
+            return
+        latest = self._stored_checkpoint(s)  # another worker may have made one meanwhile
+        if not force and latest is not None and not self.checkpoints.due(latest, tail.id, now):
+            self._latest = latest
+            return
+        since, counted = (latest.event_id, latest.count) if latest else (0, 0)
+        count = counted + s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.id > since, AuditEvent.id <= tail.id))
+        checkpoint = Checkpoint(tail.id, tail.hash, count, now, self.checkpoints.issuer)
+        data = {"jws": self.checkpoints.sign(checkpoint), "event_id": tail.id, "count": count}
+        s.add(self._chained(Event(CHECKPOINT_TYPE, data=data, at=now), tail.hash))
+        self._latest = checkpoint
+
+    def _stored_checkpoint(self, s: Session) -> Checkpoint | None:
+        row = s.scalars(select(AuditEvent).where(AuditEvent.type == CHECKPOINT_TYPE).order_by(AuditEvent.id.desc()).limit(1)).first()
+        if row is None:
+            return None
+        return Checkpoint(row.data["event_id"], row.prev_hash, row.data["count"], row.at, self.checkpoints.issuer)
+
+    def checkpoint_now(self) -> str | None:
+        """The newest checkpoint's JWS, made now if events were written after it; None while
+        the trail is empty."""
+        self._write([], force_checkpoint=True)
+        with self.db.session() as s:
+            data = s.scalar(select(AuditEvent.data).where(AuditEvent.type == CHECKPOINT_TYPE).order_by(AuditEvent.id.desc()).limit(1))
+        return data["jws"] if data else None
+
+    def verify_chain(self, checkpoint: Checkpoint | None = None) -> ChainReport:
+        """Recompute every chain value; with a checkpoint, also hold the chain to it (its event
+        present with exactly its chain value and count, nothing cut from the end)."""
+        check = ChainCheck(self.keys, checkpoint)
         with self.db.session() as s:
             for row in s.scalars(select(AuditEvent).order_by(AuditEvent.id)).yield_per(1000):
-                ev = Event(row.type, row.person_id, row.client_id, row.ip, row.data, row.at)
-                if row.prev_hash != prev or row.hash != chain_hash(prev, ev):
-                    return False, row.id
-                prev = row.hash
-        return True, None
+                report = check.row(row)
+                if report is not None:
+                    return report
+        return check.end()
 
 
 class Events:
     def __init__(self) -> None:
         self._subscribers: list[Callable[[Event], None]] = []
         self.counts: Counter[str] = Counter()
+        # Who runs an admin command (admin/cli.py sets it): stamped on every event the command
+        # causes, so no command can forget to say who did it.
+        self.actor: dict[str, str] | None = None
 
     def subscribe(self, fn: Callable[[Event], None]) -> None:
         self._subscribers.append(fn)
@@ -186,6 +217,8 @@ class Events:
         if type_ not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type_}")
         data = kw.pop("data", None) or {}
+        if self.actor:
+            data = {**data, "actor": self.actor}
         event = Event(type_, data=data, **kw)
         self.counts[type_] += 1
         for fn in self._subscribers:

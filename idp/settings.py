@@ -11,12 +11,12 @@ from pathlib import Path
 
 import os
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 # Secret settings may come from a file instead (Docker and Kubernetes secrets): NIXA_<NAME>_FILE.
-SECRET_SETTINGS = ("master_key", "database_url", "redis_url")
+SECRET_SETTINGS = ("master_key", "previous_master_key", "new_master_key", "database_url", "redis_url", "audit_key", "audit_previous_keys")
 
 
 class Settings(BaseSettings):
@@ -47,8 +47,22 @@ class Settings(BaseSettings):
     redis_url: str = Field("", description="redis:// URL for the ephemeral store; empty means in-process.")
     var_dir: Path = Field(Path("var"), description="Where the embedded default keeps its files.")
     master_key: str = Field(
-        "", description="Base64url 32-byte key that encrypts signing keys at rest. Empty: read/create var_dir/master.key (demo only)."
+        "",
+        description="Base64url 32-byte key from which the versioned key-encryption key that seals every secret at rest is derived. Required; only `nixa demo` makes a throwaway one in var_dir/master.key.",
     )
+    previous_master_key: str = Field(
+        "", description="During a master-key switch: the old master key, accepted for opening only (see Master key and rotation)."
+    )
+    new_master_key: str = Field("", description="Read by `nixa keys rotate-master` only: the master key to re-seal everything under.")
+    audit_key: str = Field(
+        "",
+        description="Base64url 32-byte HMAC key of the audit chain, kept outside the database. Empty: derived from the master key (set it before rotating the master key: `nixa audit pin-key`).",
+    )
+    audit_previous_keys: str = Field(
+        "", description="Comma-separated earlier audit keys: they only verify the rows they made (after an audit-key change)."
+    )
+    audit_checkpoint_every: int = Field(1000, ge=1, description="The audit writer signs a checkpoint at least every this many events.")
+    audit_checkpoint_seconds: int = Field(300, ge=1, description="The audit writer signs a checkpoint at least every this many seconds while events are uncovered.")
 
     # Lifetimes, in seconds.
     code_ttl: int = Field(60, description="Authorization code lifetime (RFC 9700 recommends short).")
@@ -87,14 +101,19 @@ class Settings(BaseSettings):
     sms_per_request: int = Field(5, description="Messages sent per pending sign-in request.")
     sms_global_per_hour: int = Field(10000, description="Messages sent per hour in total, all numbers and addresses (SMS pumping brake).")
 
-    @field_validator("trusted_proxies")
+    fetch_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="Private, loopback or link-local networks (addresses or CIDR ranges) that fetches of client- and upstream-supplied URLs (jwks_uri, sector_identifier_uri, upstream discovery) may reach; empty: public addresses only. Demo mode adds loopback.",
+    )
+
+    @field_validator("trusted_proxies", "fetch_allowed_networks")
     @classmethod
-    def _proxies_are_networks(cls, value: list[str]) -> list[str]:
+    def _are_networks(cls, value: list[str], info: ValidationInfo) -> list[str]:
         for entry in value:
             try:
                 ipaddress.ip_network(entry.strip(), strict=False)
             except ValueError:
-                raise ValueError(f"trusted_proxies: {entry!r} is not an address or CIDR range") from None
+                raise ValueError(f"{info.field_name}: {entry!r} is not an address or CIDR range") from None
         return [entry.strip() for entry in value]
 
     demo: bool = Field(False, description="Seed demo data and mount the developer pages.")

@@ -6,70 +6,30 @@ before it signs lets relying parties cache the JWKS safely.
 
 Rotation is race-safe across workers: it bumps `key_ring_state.generation` with a
 compare-and-set; of two workers rotating at once exactly one wins, the other changes nothing.
+Every change to the set of keys (rotate, prune, revoke) bumps the generation, which is how
+other workers learn within seconds to stop publishing and trusting a removed key.
+Private keys are sealed under the KEK (keys/sealing.py), bound to their row.
 """
 
 from __future__ import annotations
 
-import base64
-import os
 import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
 from idp.store.db import Database
 from idp.store.models import KeyRingState, SigningKey
+from keys.sealing import MasterKey, Sealer, place  # noqa: F401  MasterKey: imported from here by idp/audit_chain.py
 
 SUPPORTED_ALGS = ("ES256", "RS256", "EdDSA")
-
-
-class MasterKey:
-    """AES-256-GCM over key material; the key id is bound as associated data."""
-
-    def __init__(self, raw: bytes) -> None:
-        if len(raw) != 32:
-            raise ValueError("the master key must be 32 bytes (base64url-encoded in NIXA_MASTER_KEY)")
-        self._aead = AESGCM(raw)
-        self._raw = raw
-
-    @classmethod
-    def from_b64(cls, value: str) -> MasterKey:
-        return cls(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
-
-    @classmethod
-    def load_or_create(cls, value: str, var_dir: Path) -> MasterKey:
-        """From the environment; else the demo's throwaway key file (created at first start)."""
-        if value:
-            return cls.from_b64(value)
-        path = var_dir / "master.key"
-        if not path.exists():
-            var_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("="))
-        return cls.from_b64(path.read_text().strip())
-
-    def derive(self, purpose: str, length: int = 32) -> bytes:
-        """A separate key per purpose (client-secret hashing, CSRF, ...), never the master itself."""
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-        return HKDF(hashes.SHA256(), length, salt=b"nixa", info=purpose.encode()).derive(self._raw)
-
-    def seal(self, plaintext: bytes, aad: str) -> bytes:
-        nonce = secrets.token_bytes(12)
-        return nonce + self._aead.encrypt(nonce, plaintext, aad.encode())
-
-    def open(self, sealed: bytes, aad: str) -> bytes:
-        return self._aead.decrypt(sealed[:12], sealed[12:], aad.encode())
 
 
 def _generate(alg: str, kid: str) -> ECKey | RSAKey | OKPKey:
@@ -89,6 +49,10 @@ def _import(alg: str, pem: bytes, kid: str) -> ECKey | RSAKey | OKPKey:
     return cls.import_key(pem, parameters=params)
 
 
+def _aad(kid: str) -> str:
+    return place("signing_keys", kid, "private_enc")
+
+
 @dataclass
 class _Cache:
     generation: int
@@ -102,7 +66,7 @@ class KeyRing:
     def __init__(
         self,
         db: Database,
-        master: MasterKey,
+        sealer: Sealer,
         *,
         algs: tuple[str, ...] = SUPPORTED_ALGS,
         retire_after: float = 3600,
@@ -110,7 +74,7 @@ class KeyRing:
         refresh_every: float = 5.0,
     ) -> None:
         self.db = db
-        self.master = master
+        self.sealer = sealer
         self.algs = algs
         self.retire_after = retire_after  # longest token lifetime + grace
         self.clock = clock
@@ -144,7 +108,7 @@ class KeyRing:
             kid=kid,
             alg=alg,
             state=state,
-            private_enc=self.master.seal(key.as_pem(private=True), aad=kid),
+            private_enc=self.sealer.seal(key.as_pem(private=True), _aad(kid)),
             public_jwk=key.as_dict(private=False),
             created_at=now,
             activated_at=now if state == "active" else None,
@@ -169,27 +133,67 @@ class KeyRing:
             s.execute(
                 update(SigningKey).where(SigningKey.alg == alg, SigningKey.state == "active").values(state="retired", retired_at=now)
             )
-            pending = s.scalars(select(SigningKey).where(SigningKey.alg == alg, SigningKey.state == "pending")).all()
-            if pending:
-                s.execute(update(SigningKey).where(SigningKey.kid == pending[0].kid).values(state="active", activated_at=now))
-                for extra in pending[1:]:
-                    s.delete(extra)
-            else:
-                s.add(self._new_row(alg, "active"))
-            s.add(self._new_row(alg, "pending"))
+            self._promote_pending(s, alg, now)
         self._cache = None
         return True
 
+    def _promote_pending(self, s: Session, alg: str, now: float) -> None:
+        """The published next key starts signing (relying parties have it already); a new one is
+        published behind it."""
+        pending = s.scalars(select(SigningKey).where(SigningKey.alg == alg, SigningKey.state == "pending")).all()
+        if pending:
+            s.execute(update(SigningKey).where(SigningKey.kid == pending[0].kid).values(state="active", activated_at=now))
+            for extra in pending[1:]:
+                s.delete(extra)
+        else:
+            s.add(self._new_row(alg, "active"))
+        s.add(self._new_row(alg, "pending"))
+
+    @staticmethod
+    def _bump(s: Session, alg: str) -> None:
+        """Tell every worker the set of keys changed (their cached view compares generations)."""
+        s.execute(update(KeyRingState).where(KeyRingState.alg == alg).values(generation=KeyRingState.generation + 1))
+
     def prune(self) -> list[str]:
-        """Remove retired keys whose every token has expired."""
+        """Remove retired keys whose every token has expired. Bumps the generation, so other
+        workers stop publishing and trusting them too."""
         limit = self.clock() - self.retire_after
         with self.db.session() as s:
             old = s.scalars(select(SigningKey).where(SigningKey.state == "retired", SigningKey.retired_at < limit)).all()
             kids = [k.kid for k in old]
+            for alg in sorted({k.alg for k in old}):
+                self._bump(s, alg)
             for k in old:
                 s.delete(k)
         self._cache = None
         return kids
+
+    def revoke(self, kid: str) -> dict | None:
+        """A compromised key: deleted now, whatever its state, so no worker publishes it or
+        verifies a token signed by it once it re-reads the generation. If it was signing, the
+        pending key takes over at once. None when there is no such key."""
+        with self.db.session() as s:
+            row = s.get(SigningKey, kid)
+            if row is None:
+                return None
+            alg, state = row.alg, row.state
+            self._bump(s, alg)  # first: holds the ring's row, so a rotation at the same time waits, then loses its compare-and-set
+            if s.execute(delete(SigningKey).where(SigningKey.kid == kid)).rowcount != 1:
+                s.rollback()
+                return None  # revoked by someone else meanwhile
+            if state == "active":
+                self._promote_pending(s, alg, self.clock())
+            elif state == "pending":
+                s.add(self._new_row(alg, "pending"))
+        self._cache = None
+        return {"kid": kid, "alg": alg, "state": state}
+
+    def reseal(self, s: Session, sealer: Sealer) -> int:
+        """Re-seal every private key under the sealer's KEK version (master-key rotation)."""
+        rows = s.scalars(select(SigningKey)).all()
+        for r in rows:
+            r.private_enc = sealer.reseal(r.private_enc, _aad(r.kid), legacy_aad=r.kid)
+        return len(rows)
 
     def describe(self) -> list[dict]:
         with self.db.session() as s:
@@ -228,7 +232,7 @@ class KeyRing:
         published = []
         verify_keys = []
         for r in rows:
-            key = _import(r.alg, self.master.open(r.private_enc, aad=r.kid), r.kid)
+            key = _import(r.alg, self.sealer.open(r.private_enc, _aad(r.kid), legacy_aad=r.kid), r.kid)
             if r.state == "active":
                 signing[r.alg] = key
             published.append({**r.public_jwk, "kid": r.kid, "alg": r.alg, "use": "sig"})

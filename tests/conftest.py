@@ -69,6 +69,8 @@ def database_url(var_dir: Path) -> str:
 def make_settings(var_dir: Path, database_url: str, master_key: str, issuer: str = "http://testserver", **kw):  # noqa: ANN201
     from idp.settings import Settings
 
+    # The sandboxes and test documents listen on loopback: allowed explicitly, never by default.
+    kw.setdefault("fetch_allowed_networks", ["127.0.0.0/8", "::1/128"])
     return Settings(issuer=issuer, database_url=database_url, redis_url=REDIS_URL, var_dir=var_dir, master_key=master_key, **kw)
 
 

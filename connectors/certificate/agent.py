@@ -1,8 +1,12 @@
 """The signing agent: a stand-in for the USB-token browser plug-in Vietnamese CAs ship.
 
-`nixa sign --p12 FILE --password PW --challenge C` prints the JSON the sign-in page accepts:
+`nixa sign --p12 FILE --password PW --origin https://id.example.gov.vn --challenge-file F`
+shows the sign-in statement (statement.py), refuses it when it names another origin than the
+one the agent was told to expect (a real plug-in knows the page it was opened from: a phishing
+page relaying NIXA's statement is caught here, before anything is signed), asks the person to
+confirm (`--yes` for scripts), then prints the JSON the sign-in page accepts:
 
-    {"challenge": "<exactly the challenge shown>",
+    {"challenge": "<exactly the statement shown>",
      "signature": "<base64 signature over the UTF-8 bytes of the challenge>",
      "alg": "RS256" | "PS256" | "ES256",
      "certificate_chain": ["<base64 DER leaf>", "<base64 DER intermediate>", ...]}
@@ -22,6 +26,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import pkcs12
+
+from connectors.certificate.statement import Statement, origin_of
 
 
 def _b64(data: bytes) -> str:
@@ -61,15 +67,50 @@ def sign_challenge(p12_path: str | Path, password: str, challenge: str, alg: str
     }
 
 
+def check_statement(text: str, expected_origin: str) -> Statement:
+    """The statement to sign, or ValueError: not a NIXA statement, or made for another origin
+    than the one the person is on."""
+    statement = Statement.parse(text)
+    expected = origin_of(expected_origin)
+    if statement.origin != expected:
+        raise ValueError(f"the statement is for {statement.origin}, not {expected}: refusing to sign "
+                         f"(câu xác nhận dành cho {statement.origin}, không phải {expected}: từ chối ký)")
+    return statement
+
+
+def _read_statement(challenge: str | None, challenge_file: Path | None) -> str:
+    if (challenge is None) == (challenge_file is None):
+        raise ValueError("give --challenge or --challenge-file (one of them)")
+    text = challenge if challenge is not None else challenge_file.read_text(encoding="utf-8")  # type: ignore[union-attr]
+    # Copied from a page or saved by an editor: CRLF line ends and a final newline are not the
+    # statement's; the exact text NIXA issued has neither.
+    return text.replace("\r\n", "\n").strip("\n")
+
+
 def sign(
     p12: Annotated[Path, typer.Option("--p12", help="PKCS#12 file with the key and certificate / tệp PKCS#12", exists=True, dir_okay=False)],
     password: Annotated[str, typer.Option("--password", help="PKCS#12 password / mật khẩu")],
-    challenge: Annotated[str, typer.Option("--challenge", help="challenge shown on the sign-in page / chuỗi thử thách")],
+    origin: Annotated[str, typer.Option("--origin", help="the site you are signing in on / địa chỉ trang đăng nhập, e.g. https://id.example.gov.vn")],
+    challenge: Annotated[str | None, typer.Option("--challenge", help="statement shown on the sign-in page / câu xác nhận")] = None,
+    challenge_file: Annotated[Path | None, typer.Option("--challenge-file", help="file holding the statement / tệp chứa câu xác nhận",
+                                                        exists=True, dir_okay=False)] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="sign without asking (scripts) / ký không hỏi lại")] = False,
     alg: Annotated[str | None, typer.Option("--alg", help="RS256, PS256 or ES256 (default: by key type)")] = None,
 ) -> None:
-    """Ký chuỗi thử thách đăng nhập bằng chứng thư số / Sign a login challenge with a certificate."""
+    """Ký câu xác nhận đăng nhập bằng chứng thư số / Sign a sign-in statement with a certificate."""
     try:
-        result = sign_challenge(p12, password, challenge, alg)
+        text = _read_statement(challenge, challenge_file)
+        check_statement(text, origin)
+    except ValueError as exc:
+        typer.echo(f"Lỗi / Error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo("Bạn sắp ký câu xác nhận sau / You are about to sign this statement:\n", err=True)
+    typer.echo(text + "\n", err=True)
+    if not yes and not typer.confirm("Ký? / Sign?", default=False, err=True):
+        typer.echo("Không ký / Not signed.", err=True)
+        raise typer.Exit(1)
+    try:
+        result = sign_challenge(p12, password, text, alg)
     except ValueError as exc:
         typer.echo(f"Lỗi / Error: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -2,9 +2,12 @@
 
 Two ways in, one validation:
 
-* Signed challenge. `new_challenge()` issues a random, single-use challenge (120 s); the
-  citizen's signing plug-in (USB token) signs its exact bytes; `authenticate(chain, signed)`
-  checks the challenge is ours and unused, the signature with the leaf's key, then the chain.
+* Signed statement. `new_challenge(request=..., agency=...)` issues a single-use, human-readable
+  statement (statement.py: NIXA's origin, the agency, a hash of the pending request, 120 s
+  expiry, a nonce); the citizen's signing plug-in (USB token) shows it, checks its origin and
+  signs its exact bytes; `authenticate(chain, signed, issued=...)` checks that the signed text
+  is exactly the statement issued for this pending request, unused and unexpired, then the
+  signature with the leaf's key, then the chain.
 * mTLS terminated at a trusted reverse proxy. nginx verifies possession of the key in the TLS
   handshake (`ssl_verify_client optional_no_ca`) and forwards `$ssl_client_escaped_cert`;
   `from_proxy_header(value, remote_addr)` accepts it only from an address in `trusted_proxies`.
@@ -21,7 +24,9 @@ Configuration (`ctx.config`):
     clock_skew          seconds tolerated on validity and revocation times (default 60).
 
 Error codes: cert_malformed, cert_untrusted, cert_expired, cert_wrong_usage, cert_revoked,
-cert_no_national_id, bad_signature, challenge_expired, untrusted_proxy, upstream_unavailable.
+cert_no_national_id, bad_signature, challenge_expired, challenge_foreign_origin (a statement for
+another site: a relay), challenge_other_request (another sign-in's statement), challenge_mismatch,
+untrusted_proxy, upstream_unavailable.
 """
 
 from __future__ import annotations
@@ -49,12 +54,12 @@ from connectors.base import (
     VerifiedAttribute,
 )
 from connectors.certificate import signature, subject
+from connectors.certificate.statement import Statement, origin_of
 from connectors.certificate.validation import CertificatePathValidator
 
 CHALLENGE_TTL = 120
 MAX_AGENT_RESPONSE = 64 * 1024  # a signed challenge with a chain of a few certificates is ~10 KB
 MAX_CHAIN = 8
-CHALLENGE_PREFIX = "nixa-login:"  # domain separation: these bytes can only ever mean "log me in"
 _AMR = {"hardware": ("hwk",), "smartcard": ("hwk", "sc"), "software": ("swk",)}
 
 
@@ -77,27 +82,53 @@ class CertificateConnector:
         if storage not in _AMR:
             raise ValueError(f"certificate connector: key_storage must be one of {sorted(_AMR)}")
         self.amr = _AMR[storage]
+        # The origin every statement names: the signing plug-in compares it with the page's.
+        self.origin = origin_of(ctx.issuer) if ctx.issuer else ""
 
     # ---- signed challenge ------------------------------------------------------------------
 
     def _challenge_key(self, challenge: str) -> str:
         return f"cert-challenge:{self.id}:{hashlib.sha256(challenge.encode('utf-8')).hexdigest()}"
 
-    def new_challenge(self) -> str:
-        """A fresh challenge for the signing plug-in; valid 120 s, usable once."""
-        challenge = CHALLENGE_PREFIX + secrets.token_urlsafe(32)
-        self.ctx.store.put(self._challenge_key(challenge), {"issued_at": self.ctx.clock()}, CHALLENGE_TTL)
-        return challenge
+    def new_challenge(self, *, request: str, agency: str) -> str:
+        """A fresh statement for the signing plug-in, bound to one pending request (`request`:
+        its hash) and naming the `agency` signed in to; valid 120 s, usable once."""
+        now = self.ctx.clock()
+        statement = Statement.make(origin=self.origin, agency=agency, request=request, issued_at=now,
+                                   ttl=CHALLENGE_TTL, nonce=secrets.token_urlsafe(32)).text()
+        self.ctx.store.put(self._challenge_key(statement), {"expires_at": now + CHALLENGE_TTL}, CHALLENGE_TTL)
+        return statement
 
-    def _consume_challenge(self, signed: Mapping[str, Any]) -> tuple[str, str, str]:
+    def _consume_challenge(self, signed: Mapping[str, Any], issued: str | None) -> tuple[str, str, str]:
         challenge, sig, alg = signed.get("challenge"), signed.get("signature"), signed.get("alg")
         if not all(isinstance(v, str) and v for v in (challenge, sig, alg)):
             raise InvalidCredentials("signed challenge needs challenge, signature and alg", code="bad_signature")
-        # take(): of two submissions of one challenge, one at most gets it — even if its signature
-        # then fails, so a challenge is never worth a second guess.
-        if self.ctx.store.take(self._challenge_key(challenge)) is None:
-            raise ChallengeExpired("challenge unknown, expired or already used")
+        # take(): of two submissions of one statement, one at most gets it, and a refusal burns
+        # it too (the one issued to this request and the one presented), so a statement is
+        # never worth a second guess.
+        record = self.ctx.store.take(self._challenge_key(issued)) if issued else None
+        if challenge != issued:
+            self.ctx.store.take(self._challenge_key(challenge))
+            raise self._mismatch(challenge, issued)
+        if record is None or self.ctx.clock() >= record["expires_at"]:
+            raise ChallengeExpired("statement unknown, expired or already used")
         return challenge, sig, alg
+
+    def _mismatch(self, presented: str, issued: str | None) -> ChallengeExpired:
+        """Why the signed text is not the statement this request was given (for the audit)."""
+        try:
+            theirs = Statement.parse(presented)
+        except ValueError:
+            return ChallengeExpired("the signed text is not a NIXA sign-in statement", code="challenge_mismatch")
+        if theirs.origin != self.origin:
+            return ChallengeExpired(f"the statement was made for {theirs.origin}, not this site", code="challenge_foreign_origin")
+        try:
+            ours = Statement.parse(issued or "")
+        except ValueError:
+            return ChallengeExpired("no statement was issued to this sign-in", code="challenge_expired")
+        if theirs.request != ours.request:
+            return ChallengeExpired("the statement belongs to another sign-in", code="challenge_other_request")
+        return ChallengeExpired("the signed statement is not the one issued to this sign-in", code="challenge_mismatch")
 
     @staticmethod
     def parse_agent_response(text: str) -> tuple[list[bytes], dict[str, str]]:
@@ -130,16 +161,19 @@ class CertificateConnector:
         cert_chain: list[bytes],
         signed_challenge: Mapping[str, Any] | None,
         *,
+        issued: str | None = None,
         remote_addr: str | None = None,
     ) -> Assertion:
-        """`cert_chain`: DER, leaf first. With `signed_challenge` None the certificate must come
-        from mTLS at a trusted proxy: pass the proxy's address as `remote_addr`."""
+        """`cert_chain`: DER, leaf first. `issued`: the statement this pending request was given
+        (`new_challenge`), which `signed_challenge` must sign exactly. With `signed_challenge`
+        None the certificate must come from mTLS at a trusted proxy: pass the proxy's address
+        as `remote_addr`."""
         if signed_challenge is None:
             self._check_proxy(remote_addr)
             method = "mtls_proxy"
         else:
             leaf = self.validator.parse_leaf(cert_chain)
-            challenge, sig, alg = self._consume_challenge(signed_challenge)
+            challenge, sig, alg = self._consume_challenge(signed_challenge, issued)
             signature.verify(leaf.public_key(), alg, challenge.encode("utf-8"), sig)
             method = "signed_challenge"
         validated = self.validator.validate(list(cert_chain))

@@ -53,6 +53,7 @@ NONEXISTENT_DN = "cn=nixa-no-such-account-7f3c9e"
 class LdapConnector:
     """Password-style and refreshing connector for an LDAP staff directory."""
 
+    secret_keys = ("bind_password",)
     fields = (
         FormField("username", "Tên đăng nhập", "Username", autocomplete="username"),
         FormField("password", "Mật khẩu", "Password", kind="password", autocomplete="current-password"),

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import ctypes
 import hashlib
 import json
 import os
@@ -46,6 +45,7 @@ from typing import Any, ClassVar
 import ldap3
 
 from connectors.ldap.sandbox_tls import write_tls_files
+from connectors.sandbox_process import die_with_parent
 
 SUFFIX = "dc=gov,dc=vn"
 AGENCY_BASE_DN = f"ou=mof,{SUFFIX}"
@@ -180,14 +180,6 @@ pwdAllowUserChange: TRUE
 """
 
 
-def _die_with_parent() -> None:
-    """Linux: slapd gets SIGTERM if the process that started it dies (a killed test run)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 @dataclass
 class DirectoryHandle:
     """A running (or stopped) sandbox slapd; `start()` again reuses its data and port."""
@@ -255,7 +247,7 @@ class DirectoryHandle:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                preexec_fn=_die_with_parent if self.die_with_parent and sys.platform.startswith("linux") else None,
+                preexec_fn=die_with_parent if self.die_with_parent else None,
             )
         finally:
             log.close()

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from authlib.common.security import generate_token
+from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 from authlib.oauth2.rfc7523 import private_key_jwt_sign
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
@@ -25,6 +26,7 @@ from joserfc import jwk
 from connectors.base import (
     Assertion,
     ConnectorContext,
+    ConnectorError,
     Health,
     InvalidCredentials,
     NotAllowed,
@@ -37,6 +39,7 @@ from connectors.oidc.id_token import UnknownSigningKey, validate_id_token
 from connectors.oidc.metadata import UpstreamMetadata, json_or_none
 from connectors.oidc.msisdn import normalize_msisdn, phone_to_e164
 from connectors.resilience import ResilientHttp
+from connectors.safe_fetch import MAX_DOCUMENT_BYTES, FetchPolicy
 
 # RFC 6749 §4.1.2.1 error codes the person caused (refused, or can't be signed in silently).
 REFUSAL_ERRORS = {"access_denied", "login_required", "interaction_required", "consent_required", "account_selection_required"}
@@ -48,6 +51,7 @@ FLAGGED_CLAIMS = {"phone_number": "phone_number_verified", "email": "email_verif
 class UpstreamOidcConnector:
     """Sign-in at an upstream OpenID provider; the assertion's subject is the upstream `sub`."""
 
+    secret_keys = ("client_secret", "private_key")
     def __init__(self, ctx: ConnectorContext) -> None:
         self.ctx = ctx
         self.id = ctx.connector_id
@@ -55,7 +59,10 @@ class UpstreamOidcConnector:
         self.display_name_vi = self.config.display_name_vi or f"Đăng nhập qua {self.config.issuer}"
         self.display_name_en = self.config.display_name_en or f"Sign in with {self.config.issuer}"
         self.source = f"oidc:{self.id}"
-        self.http = ResilientHttp(timeout=self.config.timeout, retries=self.config.retries, name=self.source)
+        # Discovery names the URLs called next: they are the upstream's choice, not the operator's,
+        # so they go under the fetch policy. One upstream: its breaker is its negative cache.
+        self.http = ResilientHttp(timeout=self.config.timeout, retries=self.config.retries, name=self.source,
+                                  policy=ctx.fetch_policy or FetchPolicy(), max_bytes=MAX_DOCUMENT_BYTES)
         self.metadata = UpstreamMetadata(self.http, ctx.store, self.id, self.config.issuer, self.config.metadata_ttl)
 
     # ---- health ----------------------------------------------------------------------------
@@ -145,7 +152,7 @@ class UpstreamOidcConnector:
         self.check_acr(claims)
         self.check_fresh(claims, saved)
         self.check_msisdn(claims, saved)
-        return self.assertion(claims)
+        return self.assertion(claims, id_token=tokens["id_token"])
 
     def check_fresh(self, claims: Mapping[str, Any], saved: Mapping[str, Any]) -> None:
         # OIDC Core §2: with max_age requested, auth_time is required; it must not predate this
@@ -321,7 +328,7 @@ class UpstreamOidcConnector:
 
     # ---- the assertion -----------------------------------------------------------------------
 
-    def assertion(self, claims: Mapping[str, Any]) -> Assertion:
+    def assertion(self, claims: Mapping[str, Any], *, id_token: str | None = None) -> Assertion:
         now = self.ctx.clock()
         return Assertion(
             connector_id=self.id,
@@ -337,7 +344,27 @@ class UpstreamOidcConnector:
                 "sid": claims.get("sid"),
             },
             authenticated_at=self.authenticated_at(claims, now),
+            upstream_session={"id_token_hint": id_token} if id_token else {},
         )
+
+    # ---- sign-out ----------------------------------------------------------------------------
+
+    def end_session_url(self, upstream_session: Mapping[str, Any], post_logout_redirect_uri: str, state: str) -> str | None:
+        """RP-Initiated Logout 1.0 §2 at the upstream, when its discovery document has an
+        end_session_endpoint: the ID token it issued as the hint (§2: an expired one is still
+        a good hint), our registered post-logout URI, and a state to find our way back."""
+        try:
+            endpoint = self.metadata.discovery().get("end_session_endpoint")
+        except ConnectorError:
+            return None  # the upstream is down: NIXA's own sign-out must not wait for it
+        if not isinstance(endpoint, str) or not endpoint:
+            return None
+        params = {"client_id": self.config.client_id, "post_logout_redirect_uri": post_logout_redirect_uri, "state": state,
+                  "ui_locales": "vi"}
+        hint = upstream_session.get("id_token_hint")
+        if isinstance(hint, str) and hint:
+            params["id_token_hint"] = hint
+        return add_params_to_uri(endpoint, params)
 
     @staticmethod
     def authenticated_at(claims: Mapping[str, Any], now: float) -> float:

@@ -1,6 +1,7 @@
-"""The upstream's discovery document and JWKS, fetched through ResilientHttp and cached in the
-ephemeral store (shared by every worker, keyed by connector and issuer so a config edit that
-changes the issuer never reads the old provider's metadata).
+"""The upstream's discovery document and JWKS, fetched through ResilientHttp under the fetch
+policy (safe_fetch.py: the discovery document names URLs the operator did not write) and cached
+in the ephemeral store (shared by every worker, keyed by connector and issuer so a config edit
+that changes the issuer never reads the old provider's metadata).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from joserfc.jwk import KeySet
 
 from connectors.base import UpstreamUnavailable
 from connectors.resilience import ResilientHttp
+from connectors.safe_fetch import fetch_json
 
 REQUIRED_METADATA = ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri")
 # A forced JWKS refetch (unknown kid) happens at most once per this many seconds, so tokens with
@@ -85,13 +87,7 @@ class UpstreamMetadata:
             raise UpstreamUnavailable(f"upstream JWKS unusable: {exc}") from exc
 
     def _fetch_json(self, url: str, what: str) -> dict[str, Any]:
-        response = self._http.get(url, headers={"Accept": "application/json"})
-        if response.status_code != 200:
-            raise UpstreamUnavailable(f"{what}: HTTP {response.status_code}")
-        try:
-            document = response.json()
-        except ValueError as exc:
-            raise UpstreamUnavailable(f"{what}: not JSON") from exc
+        document = fetch_json(self._http, url, what)
         if not isinstance(document, dict):
             raise UpstreamUnavailable(f"{what}: not a JSON object")
         return document

@@ -32,6 +32,8 @@ from typing import Any
 
 import httpx
 
+from connectors.sandbox_process import die_with_parent
+
 SANDBOX_DIR = Path(__file__).resolve().with_name("sandbox")
 NPM_TIMEOUT = 300.0
 READY_TIMEOUT = 20.0
@@ -41,16 +43,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    # Linux: the operator goes away with the process that started it, even if that one is killed
-    # without running its cleanup (a test runner hitting its time limit).
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _installed() -> bool:
@@ -127,12 +119,14 @@ def start_operator(
     host: str = "127.0.0.1",
     token_endpoint_auth_method: str = "client_secret_basic",
     extra_clients: Iterable[Mapping[str, Any]] = (),
+    post_logout_redirect_uris: Iterable[str] = (),
     subscriber_salt: str = "nixa-sandbox-operator",
     ready_timeout: float = READY_TIMEOUT,
 ) -> OperatorHandle:
     """Run the operator on `host:port` (0: a free port) with the NIXA client registered; return
     once its discovery document answers. `extra_clients` are oidc-provider client metadata
-    (e.g. a private_key_jwt client with `jwks`)."""
+    (e.g. a private_key_jwt client with `jwks`); `post_logout_redirect_uris` are where the
+    operator's RP-Initiated Logout may send the browser back to (NIXA's /logout/upstream)."""
     ensure_node_modules()
     port = port or free_port(host)
     issuer = f"http://{host}:{port}"
@@ -141,6 +135,7 @@ def start_operator(
             "client_id": client_id,
             "client_secret": client_secret,
             "redirect_uris": list(redirect_uris),
+            "post_logout_redirect_uris": list(post_logout_redirect_uris),
             "token_endpoint_auth_method": token_endpoint_auth_method,
         },
         *[dict(c) for c in extra_clients],
@@ -156,7 +151,7 @@ def start_operator(
         stdin=subprocess.DEVNULL,
         stdout=log_fd,
         stderr=subprocess.STDOUT,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )
     os.close(log_fd)
     handle = OperatorHandle(issuer, port, process, Path(log_name), Path(config_name))

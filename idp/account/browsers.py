@@ -3,6 +3,8 @@ Only for the citizen to recognise their own devices: never used to decide anythi
 
 from __future__ import annotations
 
+import ipaddress
+
 # Order matters: Edge, Opera and Cốc Cốc also say "Chrome"; Chrome also says "Safari".
 _BROWSERS = (
     ("coc_coc_browser", "Cốc Cốc"),
@@ -37,3 +39,18 @@ def describe(user_agent: str | None) -> tuple[str | None, str | None]:
     browser = next((name for marker, name in _BROWSERS if marker in ua), None)
     system = next((name for marker, name in _SYSTEMS if marker in ua), None)
     return browser, system
+
+
+def network(ip: str | None) -> str:
+    """Where an address is, as far as NIXA can tell without a geolocation database: "this
+    device" (loopback), "private" (an office or home network, or a proxy), "internet", or
+    "unknown". A key of the page's text, never used to decide anything."""
+    try:
+        address = ipaddress.ip_address((ip or "").strip())
+    except ValueError:
+        return "unknown"
+    if address.is_loopback:
+        return "this_device"
+    if address.is_private or address.is_link_local:
+        return "private"
+    return "internet"

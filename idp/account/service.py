@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from idp.account.browsers import describe
+from idp.account.browsers import describe, network
 from idp.account.signin import ACCOUNT_CLIENT_ID
 from idp.store.models import AccessLogEntry, Consent, Grant, LinkedIdentity
 
@@ -181,6 +181,8 @@ class SessionView:
     loa: int
     methods: list[str]
     current: bool
+    apps: list[str]  # the agency apps this session signed in to (their names)
+    network: str  # browsers.network(ip): this device, a private network, the internet
 
 
 def session_handle(nixa: Any, sid: str) -> str:
@@ -192,7 +194,8 @@ def sessions(nixa: Any, person_id: str, current_sid: str) -> list[SessionView]:
     for _, s in nixa.sessions.person_sessions(person_id):
         browser, system = describe(s.user_agent)
         out.append(SessionView(session_handle(nixa, s.sid), s.created_at, s.last_seen or s.auth_time, browser, system, s.ip,
-                               s.loa, list(s.methods), s.sid == current_sid))
+                               s.loa, list(s.methods), s.sid == current_sid,
+                               [client_name(nixa, c) for c in s.clients if c != ACCOUNT_CLIENT_ID], network(s.ip)))
     return sorted(out, key=lambda v: (not v.current, -v.created_at))
 
 

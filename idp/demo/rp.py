@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-from authlib.integrations.starlette_client import OAuth
+from authlib.integrations.starlette_client import OAuth, OAuthError
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -49,6 +49,9 @@ class Portal:
     holdings_title_vi: str
     holdings_title_en: str
     holdings: tuple[tuple[str, str], ...]  # (Vietnamese, English)
+    # Keeps access while the citizen is away (offline_access: a refresh token, held server-side),
+    # to bring their records up to date from NIXA without a new sign-in.
+    offline: bool = False
 
 
 PUBLIC_SERVICES = Portal(
@@ -64,6 +67,7 @@ E_TAX = Portal(
     (("Quyết toán thuế TNCN năm 2025 — hạn 30/04/2026", "2025 personal income tax return — due 30/04/2026"),
      ("Lệ phí trước bạ xe máy — đã nộp", "Motorbike registration fee — paid"),
      ("Số dư nghĩa vụ: 0 đ", "Balance due: 0 VND")),
+    offline=True,
 )
 
 STYLE = """body{{font:16px/1.5 system-ui,sans-serif;max-width:48rem;margin:0 auto;padding:0 1rem 2rem}}
@@ -129,9 +133,11 @@ def create_rp(issuer: str, client_id: str, client_secret: str, base_url: str, po
         client_id=client_id,
         client_secret=client_secret,
         server_metadata_url=f"{issuer}/.well-known/openid-configuration",
-        client_kwargs={"scope": "openid profile email phone address", "code_challenge_method": "S256"},
+        client_kwargs={"scope": "openid profile email phone address" + (" offline_access" if portal.offline else ""),
+                       "code_challenge_method": "S256"},
     )
     ended = EndedSessions()
+    refresh_tokens: dict[str, str] = {}  # the portal's session key -> its refresh token (never in the cookie)
 
     def current_user(request: Request) -> dict | None:
         user = request.session.get("user")
@@ -160,6 +166,9 @@ def create_rp(issuer: str, client_id: str, client_secret: str, base_url: str, po
                 f"<p>Mức độ đảm bảo · Level: <span class='badge'>{html.escape(LEVEL_NAMES.get(acr, acr))}</span></p>"
                 f"<h2>{html.escape(portal.holdings_title_vi)} · {html.escape(portal.holdings_title_en)}</h2>"
                 f"<ul class='holdings'>{items}</ul>{step_up}"
+                + ('<form method="post" action="/refresh"><button type="submit" class="secondary">Cập nhật thông tin từ NIXA · '
+                   'Update my details from NIXA</button></form>' if user.get("key") in refresh_tokens else "")
+                +
                 '<form method="post" action="/logout"><button type="submit">Đăng xuất · Sign out</button></form>'
                 '<p><a href="/dev">Xem token (dành cho nhà phát triển) · Token view for developers</a></p>'
             )
@@ -200,11 +209,37 @@ def create_rp(issuer: str, client_id: str, client_secret: str, base_url: str, po
                                               "<p><a href='/'>←</a></p>"), status_code=400)
         token = await oauth.nixa.authorize_access_token(request)  # validates the ID token (signature, iss, aud, nonce)
         userinfo = await oauth.nixa.userinfo(token=token)
-        request.session["user"] = {"id_token_claims": dict(token["userinfo"]), "userinfo": dict(userinfo), "id_token": token["id_token"]}
+        key = secrets.token_urlsafe(16)
+        if token.get("refresh_token"):
+            refresh_tokens[key] = token["refresh_token"]
+        request.session["user"] = {"id_token_claims": dict(token["userinfo"]), "userinfo": dict(userinfo), "id_token": token["id_token"],
+                                   "key": key}
+        return RedirectResponse("/", status_code=303)
+
+    async def refresh(request: Request) -> Any:
+        """Bring the citizen's details up to date with the refresh token (RFC 6749 §6). NIXA
+        refuses it once the citizen revoked this portal's consent: the portal then signs them out."""
+        user = current_user(request)
+        if not user or user.get("key") not in refresh_tokens:
+            return RedirectResponse("/", status_code=303)
+        try:
+            token = await oauth.nixa.fetch_access_token(grant_type="refresh_token", refresh_token=refresh_tokens[user["key"]])
+            user["userinfo"] = dict(await oauth.nixa.userinfo(token=token))
+        except OAuthError as exc:
+            refresh_tokens.pop(user["key"], None)
+            request.session.pop("user", None)
+            msg = html.escape(exc.description or exc.error or "")
+            return HTMLResponse(_page(portal, "<h1>NIXA không còn cho phép cổng này truy cập · NIXA no longer allows this portal access</h1>"
+                                              f"<p role='alert' id='refresh-refused'>{msg}</p><p>Bạn đã được đăng xuất khỏi cổng này. · "
+                                              "You are signed out of this portal.</p><p><a href='/'>←</a></p>"), status_code=403)
+        refresh_tokens[user["key"]] = token.get("refresh_token") or refresh_tokens[user["key"]]  # rotated
+        request.session["user"] = user
         return RedirectResponse("/", status_code=303)
 
     async def logout(request: Request) -> Any:
         user = request.session.pop("user", None)
+        if user:
+            refresh_tokens.pop(user.get("key"), None)
         metadata = await oauth.nixa.load_server_metadata()
         if not user:
             return RedirectResponse("/", status_code=303)
@@ -227,7 +262,7 @@ def create_rp(issuer: str, client_id: str, client_secret: str, base_url: str, po
         return Response(status_code=200, headers={"Cache-Control": "no-store"})
 
     app = Starlette(routes=[Route("/", home), Route("/dev", dev), Route("/login", login), Route("/callback", callback),
-                            Route("/logout", logout, methods=["POST"]),
+                            Route("/logout", logout, methods=["POST"]), Route("/refresh", refresh, methods=["POST"]),
                             Route("/backchannel-logout", backchannel_logout, methods=["POST"])])
     app.add_middleware(SessionMiddleware, secret_key=secrets.token_urlsafe(32), session_cookie=portal.cookie, same_site="lax")
     app.state.ended_sessions = ended

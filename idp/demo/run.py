@@ -55,7 +55,11 @@ class Sandboxes:
 
     def _spawn(self, name: str, module: str, *args: str) -> None:
         log = open(self.var / f"{name}.log", "ab")  # noqa: SIM115
-        self.procs.append(subprocess.Popen([sys.executable, "-m", module, "--host", "127.0.0.1", *args], stdout=log, stderr=log))
+        from connectors.sandbox_process import die_with_parent
+
+        # Each sandbox gets SIGTERM when the demo goes away, however it goes (no orphans on the ports).
+        self.procs.append(subprocess.Popen([sys.executable, "-m", module, "--host", "127.0.0.1", *args], stdout=log, stderr=log,
+                                           preexec_fn=die_with_parent))
 
     def start(self) -> dict[str, Any]:
         info: dict[str, Any] = {}
@@ -81,8 +85,9 @@ class Sandboxes:
             from connectors.oidc.sandbox import start_operator
 
             try:
-                op = start_operator(PORTS["operator"], "nixa", self.keys["operator"],
-                                    [f"http://127.0.0.1:{PORTS['nixa']}/login/callback/operator"])
+                nixa_url = f"http://127.0.0.1:{PORTS['nixa']}"
+                op = start_operator(PORTS["operator"], "nixa", self.keys["operator"], [f"{nixa_url}/login/callback/operator"],
+                                    post_logout_redirect_uris=[f"{nixa_url}/logout/upstream"])
                 self.handles.append(op)
                 info["operator"] = op.issuer
             except Exception as exc:
@@ -149,8 +154,12 @@ def seed(nixa: Any, var: Path, info: dict[str, Any], keys: dict[str, str]) -> di
     })
     nixa.clients.upsert({
         "client_id": "demo-service", "client_name": "Dịch vụ nội bộ (demo)", "client_secret": secret["demo-service"],
-        "grant_types": ["client_credentials"], "response_types": [], "redirect_uris": [], "scope": "",
+        "grant_types": ["client_credentials"], "response_types": [], "redirect_uris": [], "scope": "tax:read",
     })
+    # The e-Tax portal's API as a resource server (RFC 8707): tokens asked for with
+    # resource=<that URI> carry it as `aud`, and the portal's backend introspects them.
+    nixa.resources.upsert(f"http://127.0.0.1:{PORTS['tax']}/api", name="API Thuế điện tử (demo)", scopes=["tax:read"],
+                          client_id="demo-tax")
     nixa.people.add_local_account("citizen", "NixaDemo!2026", {
         "name": DEMO_CITIZEN.full_name, "family_name": DEMO_CITIZEN.family_name, "given_name": DEMO_CITIZEN.given_name,
         "birthdate": DEMO_CITIZEN.date_of_birth, "gender": DEMO_CITIZEN.sex, "phone_number": DEMO_PHONE_E164,
@@ -197,6 +206,8 @@ def run_demo(host: str = "127.0.0.1", port: int = 8000, rp_port: int = 8001, tax
     from idp.store.db import migrate
 
     settings = Settings(demo=True)
+    # SIGTERM before uvicorn takes over (it installs its own handlers) still runs the clean-up below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     migrate(settings.sqlalchemy_url)
     print("NIXA demo: starting the sandboxes of the national systems ...")
     sandboxes = Sandboxes(var)
@@ -221,7 +232,7 @@ def run_demo(host: str = "127.0.0.1", port: int = 8000, rp_port: int = 8001, tax
   Tài khoản demo / demo sign-ins (all the same person, Nguyễn Văn An):
     NIXA account        citizen / NixaDemo!2026
     Registry + SMS code ID 001090000001, Nguyễn Văn An, 15/01/1990 identify; the code goes to the phone on record (outbox)
-    Certificate         nixa sign --p12 {pki.p12_path('an')} --password nixa-demo --challenge <challenge>
+    Certificate         save the statement shown as statement.txt, then: nixa sign --p12 {pki.p12_path('an')} --password nixa-demo --origin {settings.issuer} --challenge-file statement.txt
     Operator sign-in    phone 0912345678, confirm on the operator page
     Staff (LDAP)        nguyenvanan / An@Demo2024 (more in connectors/ldap/staff.ldif)
   Ctrl-C to stop.

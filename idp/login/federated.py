@@ -7,7 +7,9 @@ between steps (challenge state, upstream nonce and PKCE verifier) never reaches 
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import secrets
 from typing import Any
 
@@ -21,7 +23,6 @@ from connectors.base import (
     Assertion,
     CertificateConnector,
     ChallengeConnector,
-    ChallengeExpired,
     ConnectorError,
     LevelOfAssurance,
     NotAllowed,
@@ -51,6 +52,7 @@ def assertion_to_dict(a: Assertion) -> dict:
         "connector_id": a.connector_id, "subject": a.subject, "loa": int(a.loa), "amr": list(a.amr),
         "attributes": [[v.name, v.value, v.source, v.verified_at] for v in a.attributes.values()],
         "connector_data": dict(a.connector_data), "authenticated_at": a.authenticated_at,
+        "upstream_session": dict(a.upstream_session),
     }
 
 
@@ -59,7 +61,13 @@ def assertion_from_dict(d: dict) -> Assertion:
         connector_id=d["connector_id"], subject=d["subject"], loa=LevelOfAssurance(d["loa"]), amr=tuple(d["amr"]),
         attributes={n: VerifiedAttribute(n, v, s, t) for n, v, s, t in d["attributes"]},
         connector_data=d["connector_data"], authenticated_at=d["authenticated_at"],
+        upstream_session=d.get("upstream_session") or {},
     )
+
+
+def upstream_sessions(*assertions: Assertion) -> dict[str, dict]:
+    """The sources' own sessions this sign-in opened, for NIXA's sign-out to end them too."""
+    return {a.connector_id: dict(a.upstream_session) for a in assertions if a.upstream_session}
 
 
 # ---- the common end of every method -------------------------------------------------------------
@@ -79,12 +87,12 @@ def _failed(request: Request, nixa: Any, pending: flow.Pending, t: Any, connecto
     nixa.events.emit("login.failed", client_id=pending.client_id, ip=client_ip(request, nixa),
                      data={"method": connector_id, "reason": err.code})
     status = 503 if err.code == "upstream_unavailable" else 429 if isinstance(err, RateLimited) else 403 if isinstance(err, NotAllowed) else 401
-    return _show_step(request, nixa, pending, t, error=_error_text(t, err), status=status)
+    return _show_step(request, nixa, pending, t, error=_error_text(t, err), status=status, failed=connector_id)
 
 
 def _throttled(request: Request, nixa: Any, pending: flow.Pending, t: Any, method: str, wait: int) -> Response:
     nixa.events.emit("login.throttled", client_id=pending.client_id, ip=client_ip(request, nixa), data={"method": method})
-    return _show_step(request, nixa, pending, t, error=rate_limited_text(t, wait), status=429)
+    return _show_step(request, nixa, pending, t, error=rate_limited_text(t, wait), status=429, failed=method)
 
 
 def _offered_method(request: Request, nixa: Any, pending: flow.Pending, t: Any, connector_id: str, capability: type,
@@ -139,6 +147,7 @@ def _accepted(request: Request, nixa: Any, pending: flow.Pending, t: Any, entry:
                 notify.new_link(nixa, person_id, assertion.connector_id, ip)
             pending = flow.update(nixa, pending, lambda p: setattr(p, "proofing", None))
             loa, amr, method = trusted, sorted(set(first.amr) | set(assertion.amr)), first.connector_id
+            upstream = upstream_sessions(first, assertion)
         else:
             provenance = Provenance(proof.method, proof.loa, ip) if proof else None
             resolution = nixa.people.resolve(assertion, allow_unproofed=allow_unproofed, provenance=provenance, ip=ip)
@@ -149,6 +158,7 @@ def _accepted(request: Request, nixa: Any, pending: flow.Pending, t: Any, entry:
             if resolution.linked:
                 notify.new_link(nixa, person_id, assertion.connector_id, ip)
             amr, method = list(assertion.amr), entry.id
+            upstream = upstream_sessions(assertion)
     except NeedsProofing:
         saved = {"assertion": assertion_to_dict(assertion), "loa": loa, "connector_id": entry.id}
 
@@ -166,7 +176,7 @@ def _accepted(request: Request, nixa: Any, pending: flow.Pending, t: Any, entry:
         return _failed(request, nixa, pending, t, entry.id, err)
     if registry:
         nixa.people.store_attributes(person_id, registry)
-    return signed_in(request, nixa, pending, t, person_id=person_id, loa=loa, amr=amr, method=method)
+    return signed_in(request, nixa, pending, t, person_id=person_id, loa=loa, amr=amr, method=method, upstream=upstream)
 
 
 def registry_attributes(nixa: Any, assertion: Assertion) -> dict[str, VerifiedAttribute]:
@@ -319,7 +329,7 @@ def _otp_verify(request: Request, nixa: Any, pending: flow.Pending, t: Any, form
                          data={"method": ch["connector_id"], "reason": err.code})
         if err.code in ("challenge_expired", "too_many_attempts"):
             pending = flow.update(nixa, pending, lambda p: p.extra.pop("challenge", None))
-            return _show_step(request, nixa, pending, t, error=_error_text(t, err), status=401)
+            return _show_step(request, nixa, pending, t, error=_error_text(t, err), status=401, failed=ch["connector_id"])
         return _otp_page(request, nixa, pending, t, error=_error_text(t, err), status=401)
     nixa.throttle.secret_succeeded(**guard)
     nixa.throttle.secret_succeeded(**_guard(request, nixa, pending, entry.id, level, ch.get("identifier")))
@@ -409,12 +419,22 @@ def _certificate_page(request: Request, nixa: Any, pending: flow.Pending, t: Any
         return _accepted(request, nixa, pending, t, entry, assertion, level)
     if not hasattr(entry.instance, "new_challenge"):
         return message(request, t, "error_bad_request", detail="unknown sign-in method")
-    challenge = entry.instance.new_challenge()
-    # The signature must answer this page's challenge.
+    client = nixa.clients.get(pending.client_id)
+    challenge = entry.instance.new_challenge(request=_request_digest(pending), agency=client.name if client else pending.client_id)
+    # The signature must answer this page's statement.
     pending = flow.update(nixa, pending, lambda p: p.extra.__setitem__("cert_challenge", challenge))
     csrf = csrf_token(nixa.csrf_key, browser_id(request) or "", pending.rid)
     return render(request, "certificate.html", t, status=status, rid=pending.rid, csrf=csrf, challenge=challenge,
-                  connector_id=connector_id, error=error)
+                  origin=entry.instance.origin, connector_id=connector_id, error=error)
+
+
+def _request_digest(pending: flow.Pending) -> str:
+    """The hash of the pending authorization request that the certificate statement names, so a
+    signature is evidence of this one sign-in (its id, its client and every parameter asked)."""
+    canonical = json.dumps({"rid": pending.rid, "client_id": pending.client_id, "params": pending.params},
+                           sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    digest = base64.urlsafe_b64encode(hashlib.sha256(canonical.encode("utf-8")).digest()).decode("ascii").rstrip("=")
+    return f"sha256:{digest}"
 
 
 @router.post("/interaction/{rid}/certificate/{connector_id}/verify")
@@ -444,9 +464,7 @@ def _certificate_verify(request: Request, nixa: Any, pending: flow.Pending, t: A
     if wait:
         return _throttled(request, nixa, pending, t, entry.id, wait)
     try:
-        if signed.get("challenge") != pending.extra.get("cert_challenge"):
-            raise ChallengeExpired("the signature does not answer this sign-in's challenge", code="challenge_expired")
-        assertion = entry.instance.authenticate(chain, signed)
+        assertion = entry.instance.authenticate(chain, signed, issued=pending.extra.get("cert_challenge"))
     except ConnectorError as err:
         nixa.events.emit("login.failed", client_id=pending.client_id, ip=ip, data={"method": connector_id, "reason": err.code})
         return _certificate_page(request, nixa, pending, t, connector_id, error=_error_text(t, err),

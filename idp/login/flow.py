@@ -171,6 +171,18 @@ def check_authorization_request(nixa: Any, client: Any, params: dict[str, str]) 
     for name in ("state", "nonce", "login_hint", "ui_locales", "acr_values"):
         if len(params.get(name, "")) > 1024:
             raise AuthorizationError("invalid_request", f"{name} is too long")
+    check_resources(nixa, client, params)
+
+
+def check_resources(nixa: Any, client: Any, params: dict[str, str]) -> None:
+    """RFC 8707 §2: every `resource` is a registered resource server (or UserInfo), and each
+    API scope the client may ask for is accepted by one of them; the code remembers them."""
+    from idp.oidc.resources import InvalidTargetError
+
+    try:
+        nixa.resources.for_request(params.get("resource"), client.get_allowed_scope(params.get("scope", "")), nixa.scopes_supported)
+    except InvalidTargetError as err:
+        raise AuthorizationError("invalid_target", err.description) from err
 
 
 def check_pkce(client: Any, params: dict[str, str]) -> None:

@@ -4,6 +4,7 @@ throttle is keyed on."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable
 from typing import Any
@@ -56,6 +57,31 @@ def _fields(fields: Any, t: Any, values: dict[str, str] | None = None) -> list[d
     ]
 
 
+def combine_dates(form: dict[str, str]) -> dict[str, str]:
+    """A date typed as day, month and year (`name__day`, `name__month`, `name__year`: the page
+    never uses a date picker, whose order follows the browser's locale, not the page's) becomes
+    `name` = YYYY-MM-DD; an impossible date becomes `name` = "invalid" (the method refuses it)."""
+    out = dict(form)
+    for key in [k for k in form if k.endswith("__day")]:
+        name = key[: -len("__day")]
+        parts = [form.get(f"{name}__{p}", "").strip() for p in ("year", "month", "day")]
+        for p in ("day", "month", "year"):
+            out.pop(f"{name}__{p}", None)
+        try:
+            year, month, day = (int(p) for p in parts)
+            out[name] = dt.date(year, month, day).isoformat() if 1900 <= year <= 2100 else "invalid"
+        except ValueError:
+            out[name] = "invalid"
+    return out
+
+
+def is_staff(entry: Any) -> bool:
+    """A staff directory (agency officials), shown on its own entry, never among citizen methods:
+    every LDAP connector unless configured `audience: citizen`, and any connector configured
+    `audience: staff`."""
+    return entry.config.get("audience", "staff" if entry.type == "ldap" else "citizen") == "staff"
+
+
 def challenge_level(entry: Any) -> int:
     return int(LevelOfAssurance.parse(entry.config.get("challenge_loa", entry.loa)))
 
@@ -71,23 +97,24 @@ def connector_methods(nixa: Any, required: int, t: Any, proofing: bool = False) 
         c = entry.instance
         label = entry.display_name_vi if t.lang == "vi" else entry.display_name_en
         label = label or entry.id
+        staff = is_staff(entry)
         if isinstance(c, ChallengeConnector) and challenge_level(entry) >= required:
             out.append({"id": method_id(entry.id, "challenge"), "connector": entry.id, "kind": "form", "loa": challenge_level(entry),
                         "label": label, "action_suffix": f"challenge/{entry.id}", "fields": _fields(c.challenge_fields, t),
-                        "button": t("continue")})
+                        "button": t("continue"), "staff": staff})
         if isinstance(c, PasswordConnector) and not proofing and int(entry.loa) >= required:
             out.append({"id": method_id(entry.id, "password"), "connector": entry.id, "kind": "form", "loa": int(entry.loa),
-                        "label": label, "action_suffix": f"password/{entry.id}", "fields": _fields(c.fields, t)})
+                        "label": label, "action_suffix": f"password/{entry.id}", "fields": _fields(c.fields, t), "staff": staff})
         if isinstance(c, RedirectConnector) and not proofing and int(entry.loa) >= required:
             hint_fields = list(getattr(c, "hint_fields", ()))
             if not hint_fields and any(k in str(entry.config.get("login_hint_format", "")) for k in ("msisdn", "e164")):
                 hint_fields = [FormField("login_hint", "Số điện thoại di động", "Mobile phone number", "tel", "tel")]
             out.append({"id": method_id(entry.id, "redirect"), "connector": entry.id, "kind": "link", "loa": int(entry.loa),
                         "label": label, "action_suffix": f"redirect/{entry.id}", "fields": _fields(hint_fields, t),
-                        "button": t("continue")})
+                        "button": t("continue"), "staff": staff})
         if isinstance(c, CertificateConnector) and int(entry.loa) >= required:
             out.append({"id": method_id(entry.id, "cert"), "connector": entry.id, "kind": "link", "loa": int(entry.loa), "label": label,
-                        "action_suffix": f"certificate/{entry.id}", "fields": [], "button": t("continue")})
+                        "action_suffix": f"certificate/{entry.id}", "fields": [], "button": t("continue"), "staff": staff})
     return out
 
 
@@ -113,9 +140,12 @@ def available_methods(nixa: Any, pending: Any, t: Any, csrf: str) -> list[dict]:
                 {"name": "password", "label": t("password"), "kind": "password", "autocomplete": "current-password", "pattern": None,
                  "value": None},
             ],
+            "staff": False,
         })
     for m in connector_methods(nixa, required, t, proofing):
         m["action"] = f"/interaction/{pending.rid}/{m.pop('action_suffix')}"
         methods.append(m)
-    methods.sort(key=lambda m: -m["loa"])
+    # The recommended method first: the least effort that reaches the level asked (the lowest
+    # sufficient level), then the operator's order of the connectors (stable sort).
+    methods.sort(key=lambda m: m["loa"])
     return methods

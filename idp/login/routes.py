@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from connectors.base import LevelOfAssurance, NotAllowed, canonical_username
+from connectors.base import LevelOfAssurance, NotAllowed, SessionEndingConnector, canonical_username
 from idp.identity import notify
 from idp.identity import status as id_status
 from idp.login import flow
-from idp.login.methods import LOCAL_METHOD, available_methods
+from idp.login.methods import LOCAL_METHOD, available_methods, combine_dates
 from idp.login.pages import (
     browser_id,
     ensure_browser_id,
@@ -27,6 +28,7 @@ from idp.login.pages import (
 )
 from idp.login.session import BROWSER_COOKIE, SESSION_COOKIE, Sessions, check_csrf, csrf_token
 from idp.oidc.endpoints import client_ip
+from idp.oidc.logout import SignedOutApps
 from idp.oidc.params import BadRequest, read_form, read_query
 
 router = APIRouter()
@@ -102,7 +104,19 @@ def interaction(request: Request, rid: str) -> Response:
     return _show_step(request, nixa, pending, t)
 
 
-def _show_step(request: Request, nixa: Any, pending: flow.Pending, t: Any, error: str | None = None, status: int = 200) -> Response:
+@router.get("/interaction/{rid}/staff")
+def staff_interaction(request: Request, rid: str) -> Response:
+    """The staff entry: agency officials sign in with their directory here, apart from citizens."""
+    nixa, pending, t = _load(request, rid)
+    if pending is None:
+        return message(request, t, "error_expired_request")
+    return _show_step(request, nixa, pending, t, staff=True)
+
+
+def _show_step(request: Request, nixa: Any, pending: flow.Pending, t: Any, error: str | None = None, status: int = 200,
+               failed: str | None = None, staff: bool = False) -> Response:
+    """The sign-in step: the consent page, or the method chooser. `failed` names the connector
+    (or `local`) whose form the `error` is about: its method is the one open, the error beside it."""
     cookie = session_cookie(request)
     session = sessions(nixa).load(cookie)
     client = nixa.clients.get(pending.client_id)
@@ -115,8 +129,9 @@ def _show_step(request: Request, nixa: Any, pending: flow.Pending, t: Any, error
             scopes = [s for s in ("openid", "profile", "email", "phone", "address", "national_id", "roles", "verified_claims", "offline_access")
                       if s in flow.client_scopes(client, pending)]
             name = (nixa.people.attributes(session.person_id).get("name") or None)
+            links = [(key, client.metadata[key]) for key in ("policy_uri", "tos_uri", "client_uri") if client.metadata.get(key)]
             return render(request, "consent.html", t, rid=pending.rid, csrf=csrf, client_name=client.name, scopes=scopes,
-                          person_name=name.value if name else "")
+                          person_name=name.value if name else "", client_links=links)
         return _complete(request, nixa, pending, session, cookie)
     methods = available_methods(nixa, pending, t, csrf)
     if not methods:
@@ -125,10 +140,17 @@ def _show_step(request: Request, nixa: Any, pending: flow.Pending, t: Any, error
         return redirect(url)
     offered = {m["id"]: int(m["loa"]) for m in methods}
     if offered != pending.offered:
-        # What this page offers is what the POSTs may use (each checks its method against it).
+        # What this request offers (the citizen chooser and the staff entry together) is what
+        # the POSTs may use (each checks its method against it).
         pending = flow.update(nixa, pending, lambda p: setattr(p, "offered", offered))
+    failed_method = next((m for m in methods if failed and failed in (m["id"], m.get("connector"))), None)
+    staff = staff or bool(failed_method and failed_method["staff"])
+    shown = [m for m in methods if m["staff"] == staff]
+    others = [m for m in methods if m["staff"] != staff]
+    open_id = failed_method["id"] if failed_method in shown else (shown[0]["id"] if shown else None)
     return render(request, "login.html", t, status=status, rid=pending.rid, csrf=csrf, client_name=client.name,
-                  level=pending.required_loa, methods=methods, error=error, proofing=bool(pending.proofing))
+                  level=pending.required_loa, methods=shown, error=error, proofing=bool(pending.proofing), open_id=open_id,
+                  error_id=failed_method["id"] if failed_method in shown else None, staff=staff, other_view=bool(others))
 
 
 def _complete(request: Request, nixa: Any, pending: flow.Pending, session: Any, cookie: str | None) -> Response:
@@ -139,7 +161,7 @@ def _complete(request: Request, nixa: Any, pending: flow.Pending, session: Any, 
 
 async def _form(request: Request) -> dict[str, str]:
     nixa = nixa_of(request)
-    return await read_form(request, max_body=nixa.settings.max_body_bytes, max_length=nixa.settings.max_param_length)
+    return combine_dates(await read_form(request, max_body=nixa.settings.max_body_bytes, max_length=nixa.settings.max_param_length))
 
 
 def _csrf_ok(request: Request, nixa: Any, rid: str, form: dict[str, str]) -> bool:
@@ -154,7 +176,7 @@ def refuse_method(request: Request, nixa: Any, pending: flow.Pending, t: Any, me
 
 
 def signed_in(request: Request, nixa: Any, pending: flow.Pending, t: Any, *, person_id: str, loa: int, amr: list[str],
-              method: str) -> Response:
+              method: str, upstream: dict[str, dict] | None = None) -> Response:
     """A method proved who the person is: establish or step up the SSO session, move on.
     The one door to a session: the step must reach the level this request needs, and the
     registry must still hold the person's ID as usable."""
@@ -172,7 +194,7 @@ def signed_in(request: Request, nixa: Any, pending: flow.Pending, t: Any, *, per
 
         return _show_step(request, nixa, pending, t, error=_error_text(t, err), status=403)
     cookie, session = sessions(nixa).establish(session_cookie(request), person_id=person_id, loa=loa, amr=amr, method=method,
-                                               user_agent=request.headers.get("user-agent", ""), ip=ip)
+                                               user_agent=request.headers.get("user-agent", ""), ip=ip, upstream=upstream)
     pending = flow.record_step(nixa, pending, method=method, loa=loa, person_id=person_id, at=session.auth_time)
     notify.sign_in_from_new_device(nixa, person_id, browser_id(request), ip)
     nixa.events.emit("login.succeeded", person_id=person_id, client_id=pending.client_id, ip=client_ip(request, nixa),
@@ -215,11 +237,11 @@ def _local_login(request: Request, nixa: Any, pending: flow.Pending | None, t: A
     wait = nixa.throttle.secret_attempt(**guard)  # counted before the check: parallel guesses cannot pass the limit
     if wait:
         nixa.events.emit("login.throttled", client_id=pending.client_id, ip=ip, data={"method": LOCAL_METHOD})
-        return _show_step(request, nixa, pending, t, error=rate_limited_text(t, wait), status=429)
+        return _show_step(request, nixa, pending, t, error=rate_limited_text(t, wait), status=429, failed=LOCAL_METHOD)
     person_id = nixa.people.check_local_password(username, form.get("password", "")) if username else None
     if person_id is None:
         nixa.events.emit("login.failed", client_id=pending.client_id, ip=ip, data={"method": "local", "reason": "invalid_credentials"})
-        return _show_step(request, nixa, pending, t, error=t("invalid_credentials"), status=401)
+        return _show_step(request, nixa, pending, t, error=t("invalid_credentials"), status=401, failed=LOCAL_METHOD)
     nixa.throttle.secret_succeeded(**guard)
     return signed_in(request, nixa, pending, t, person_id=person_id, loa=int(LevelOfAssurance.LOW), amr=["pwd"], method="local")
 
@@ -301,8 +323,6 @@ async def logout(request: Request) -> Response:
 
 
 def _logout_request(request: Request, nixa: Any, t: Any, params: dict[str, str]) -> Response:
-    import secrets
-
     hint = None
     if "id_token_hint" in params:
         hint = nixa.tokens.validate_id_token_hint(params["id_token_hint"])
@@ -370,14 +390,63 @@ def _do_logout(request: Request, nixa: Any, t: Any, handle: str, bid: str | None
     if not data or data.get("browser") != bid:
         return message(request, t, "error_expired_request")
     ended = sessions(nixa).end(session_cookie(request))
-    apps = None
+    after: dict[str, Any] = {"target": _with_state(data.get("target"), data.get("state")), "browser": bid, "queued": [],
+                             "unreachable": [], "upstream": [], "upstream_asked": [], "person_id": None}
     if ended is not None:
         # Written before the logout is acknowledged: every app of the session will be told.
         apps = nixa.backchannel.enqueue(ended, ended.clients, "logout")
         nixa.events.emit("logout", person_id=ended.person_id, client_id=data.get("client_id"), ip=client_ip(request, nixa),
                          data={"sid": ended.sid, "clients": ended.clients, "backchannel": [c.client_id for c in apps.queued],
                                "not_reachable": [c.client_id for c in apps.unreachable]})
-    target = _with_state(data.get("target"), data.get("state"))
-    response = redirect(target) if target else render(request, "logged_out.html", t, apps=apps)
+        after.update(queued=[c.client_id for c in apps.queued], unreachable=[c.client_id for c in apps.unreachable],
+                     upstream=[[cid, hint] for cid, hint in ended.upstream.items()], person_id=ended.person_id)
+    response = _after_logout(request, nixa, t, after)
     delete_cookie(response, request, SESSION_COOKIE)
     return response
+
+
+UPSTREAM_LOGOUT_PATH = "/logout/upstream"
+
+
+def _after_logout(request: Request, nixa: Any, t: Any, after: dict[str, Any]) -> Response:
+    """Each source whose own session this sign-in opened (the operator) is asked to end it: the
+    browser goes there and comes back to /logout/upstream, one source at a time. Then the app's
+    post-logout URI, or NIXA's page saying which apps were told and which sources were asked."""
+    while after["upstream"]:
+        connector_id, upstream = after["upstream"].pop(0)
+        entry = nixa.connectors.entry(connector_id)
+        if entry is None or not isinstance(entry.instance, SessionEndingConnector):
+            continue
+        state = secrets.token_urlsafe(18)
+        url = entry.instance.end_session_url(upstream, nixa.settings.issuer + UPSTREAM_LOGOUT_PATH, state)
+        if url is None:
+            continue
+        after["upstream_asked"].append(connector_id)
+        nixa.store.put(f"logout-upstream:{state}", after, 600)
+        nixa.events.emit("logout.upstream", person_id=after["person_id"], ip=client_ip(request, nixa), data={"connector": connector_id})
+        return redirect(url)
+    if after["target"]:
+        return redirect(after["target"])
+    clients = nixa.clients
+    apps = SignedOutApps([c for c in map(clients.get, after["queued"]) if c], [c for c in map(clients.get, after["unreachable"]) if c])
+    asked = [e for e in map(nixa.connectors.entry, after["upstream_asked"]) if e]
+    return render(request, "logged_out.html", t, apps=apps, upstreams=asked)
+
+
+@router.get(UPSTREAM_LOGOUT_PATH)
+async def upstream_logged_out(request: Request) -> Response:
+    """The source's post-logout redirect (RP-Initiated Logout 1.0 §3) back to NIXA's sign-out."""
+    nixa = nixa_of(request)
+    t = translator(request)
+    state = request.query_params.get("state", "")
+    return await run_in_threadpool(_upstream_logged_out, request, nixa, t, state)
+
+
+def _upstream_logged_out(request: Request, nixa: Any, t: Any, state: str) -> Response:
+    after = nixa.store.take(f"logout-upstream:{state}") if state else None
+    if not after or after.get("browser") != browser_id(request):
+        # Not a sign-out this browser started (or it took longer than ten minutes at the source).
+        if sessions(nixa).load(session_cookie(request)) is None:
+            return render(request, "logged_out.html", t, apps=None, upstreams=[])
+        return message(request, t, "error_expired_request")
+    return _after_logout(request, nixa, t, after)

@@ -48,6 +48,8 @@ class SsoSession:
     last_seen: float = 0.0  # last use (idle lifetime), updated at most once a minute
     user_agent: str = ""  # the browser that signed in (the account page's list of sessions)
     ip: str = ""
+    # connector id -> what that source needs to end its own session at sign-out (Assertion.upstream_session)
+    upstream: dict[str, dict] = field(default_factory=dict)
     v: int = 0
 
     @property
@@ -177,7 +179,7 @@ class Sessions:
         raise RuntimeError("SSO session kept changing under us")
 
     def establish(self, cookie_value: str | None, *, person_id: str, loa: int, amr: list[str], method: str,
-                  user_agent: str = "", ip: str | None = None) -> tuple[str, SsoSession]:
+                  user_agent: str = "", ip: str | None = None, upstream: dict[str, dict] | None = None) -> tuple[str, SsoSession]:
         """After a successful authentication: step up the current session when it is the same
         person (keeping its sid), otherwise start a new one with a new cookie (no fixation)."""
         now = self.clock()
@@ -188,6 +190,7 @@ class Sessions:
             current.authenticated(loa, now)
             current.amr = sorted(set(current.amr) | set(amr))
             current.methods = sorted(set(current.methods) | {method})
+            current.upstream.update(upstream or {})
             current.v = 0
             new_cookie = secrets.token_urlsafe(32)
             self._create(new_cookie, current)
@@ -197,7 +200,7 @@ class Sessions:
         new_cookie = secrets.token_urlsafe(32)
         session = SsoSession(sid=secrets.token_urlsafe(16), person_id=person_id, auth_time=now, loa=loa, amr=sorted(set(amr)),
                              methods=[method], clients=[], created_at=now, last_seen=now, user_agent=user_agent[:256],
-                             ip=(ip or "")[:64])
+                             ip=(ip or "")[:64], upstream=dict(upstream or {}))
         session.authenticated(loa, now)
         self._create(new_cookie, session)
         return new_cookie, session

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +14,9 @@ from urllib.parse import SplitResult, urlsplit
 from authlib.oauth2.rfc6749 import ClientMixin
 from sqlalchemy import select
 
-from idp.oidc.metadata import InvalidClientMetadata, check_sector_identifier, is_loopback, validate_metadata
+from connectors.resilience import ResilientHttp
+from idp.oidc.metadata import InvalidClientMetadata, check_fetchable, check_sector_identifier, is_loopback, validate_metadata
+from idp.store.cache import ReadCache
 from idp.store.db import Database
 from idp.store.models import Client
 
@@ -160,12 +161,11 @@ class ClientRegistry:
     """Lookups cached for a few seconds per worker: no table scan, at most one primary-key
     read per client per `ttl` on the hot path. Edits are seen by every worker within `ttl`."""
 
-    def __init__(self, db: Database, hasher: SecretHasher, ttl: float = 5.0) -> None:
+    def __init__(self, db: Database, hasher: SecretHasher, ttl: float = 5.0, *, outbound: ResilientHttp) -> None:
         self.db = db
         self.hasher = hasher
-        self.ttl = ttl
-        self._cache: dict[str, tuple[float, ClientModel | None]] = {}
-        self._lock = threading.Lock()
+        self.outbound = outbound  # fetches under the fetch policy (connectors/safe_fetch.py)
+        self._cache: ReadCache[ClientModel | None] = ReadCache(self._load, ttl)
 
     def _model(self, row: Client) -> ClientModel:
         return ClientModel(
@@ -181,32 +181,24 @@ class ClientRegistry:
     def get(self, client_id: str | None) -> ClientModel | None:
         if not client_id or not isinstance(client_id, str) or len(client_id) > 128 or "\x00" in client_id:
             return None
-        now = time.monotonic()
-        hit = self._cache.get(client_id)
-        if hit and now - hit[0] < self.ttl:
-            return hit[1]
+        return self._cache.get(client_id)
+
+    def _load(self, client_id: str) -> ClientModel | None:
         with self.db.session() as s:
             row = s.get(Client, client_id)
-            model = self._model(row) if row is not None and not row.disabled else None
-        with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[client_id] = (now, model)
-        return model
+            return self._model(row) if row is not None and not row.disabled else None
 
     def invalidate(self, client_id: str | None = None) -> None:
-        with self._lock:
-            if client_id is None:
-                self._cache.clear()
-            else:
-                self._cache.pop(client_id, None)
+        self._cache.invalidate(client_id)
 
     def upsert(self, raw: dict[str, Any]) -> tuple[str, str | None, bool]:
         """Create or update from metadata. Returns (client_id, new secret or None, created).
         Idempotent: importing the same metadata twice changes nothing and keeps the secret."""
         md = validate_metadata(raw)
+        if md.get("jwks_uri"):
+            check_fetchable(md["jwks_uri"], "jwks_uri", self.outbound.policy)
         if md.get("sector_identifier_uri"):
-            check_sector_identifier(md["sector_identifier_uri"], md.get("redirect_uris", []))
+            check_sector_identifier(md["sector_identifier_uri"], md.get("redirect_uris", []), self.outbound)
         secret = md.pop("client_secret", None)
         cid = md["client_id"]
         needs_secret = md["token_endpoint_auth_method"] in ("client_secret_basic", "client_secret_post")

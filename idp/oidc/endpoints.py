@@ -18,6 +18,7 @@ from idp.identity.people import SCOPE_CLAIMS
 from idp.oidc.params import BadRequest, read_form
 from idp.oidc.grants import AUTH_METHODS
 from idp.oidc.protocol import NixaRequest
+from idp.oidc.resources import userinfo_audience
 from idp.oidc.tokens import InvalidToken
 
 router = APIRouter()
@@ -226,6 +227,9 @@ def _userinfo(nixa: Any, access_token: str) -> Response:
         info = nixa.tokens.validate_access_token(access_token)
     except InvalidToken as exc:
         return _bearer_error("invalid_token", exc.description, 401)
+    if userinfo_audience(nixa.settings.issuer) not in info.audience:
+        # RFC 8707 / RFC 9068 §4: a token for an agency's API is not a token for UserInfo.
+        return _bearer_error("invalid_token", "The access token is not meant for UserInfo (its audience is another resource)", 401)
     if "openid" not in info.scope or not info.person_id:
         return _bearer_error("insufficient_scope", "The access token does not carry the openid scope", 403)
     client = nixa.clients.get(info.client_id)

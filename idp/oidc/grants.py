@@ -17,6 +17,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from joserfc.jwk import KeySet
 
 from idp.oidc.clients import ClientModel
+from idp.oidc.resources import parse_resources
 from idp.oidc.tokens import token_hash
 from idp.oidc.protocol import AuthContext, StoredCode, StoredRefresh
 
@@ -27,7 +28,32 @@ CONFIDENTIAL_METHODS = ["client_secret_basic", "client_secret_post", JWTBearerCl
 # ---- grants -------------------------------------------------------------------------------------
 
 
-class NixaCodeGrant(grants.AuthorizationCodeGrant):
+class ResourceIndicators:
+    """RFC 8707 at /token, shared by every grant: `resource` (else everything granted) is
+    resolved against what the grant allows before any token is issued, and the token is issued
+    for that target only."""
+
+    def validate_token_request(self) -> None:
+        super().validate_token_request()  # the grant's own checks first: client, code or refresh token
+        self.resolve_target()
+
+    def granted_resources(self) -> list[str] | None:
+        """What an earlier authorization granted; None when there was none (client_credentials)."""
+        return None
+
+    def resolve_target(self) -> None:
+        request = self.request
+        resources = parse_resources(request.form.get("resource"))
+        request.target = self.server.nixa.resources.target(resources, self.granted_resources())
+
+    def generate_token(self, user: AuthContext | None = None, scope: str | None = None, grant_type: str | None = None,
+                       expires_in: int | None = None, include_refresh_token: bool = True) -> dict:
+        self.request.grant_scope = scope or ""
+        return self.server.issue_tokens(grant_type or self.GRANT_TYPE, self.request.client, user, scope, self.request.target,
+                                        granted_resources=self.granted_resources(), include_refresh_token=include_refresh_token)
+
+
+class NixaCodeGrant(ResourceIndicators, grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
 
     def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
@@ -42,9 +68,10 @@ class NixaCodeGrant(grants.AuthorizationCodeGrant):
                 "scope": request.scope or "",
                 "code_challenge": payload.get("code_challenge"),
                 "code_challenge_method": payload.get("code_challenge_method"),
+                "resources": parse_resources(payload.get("resource")),  # checked at /authorize
                 "ctx": ctx.__dict__,
             },
-            nixa.settings.code_ttl,
+            nixa.tokens.lifetime("code_ttl", request.client.client_id),
         )
 
     def query_authorization_code(self, code: str, client: ClientModel) -> StoredCode | None:
@@ -65,7 +92,11 @@ class NixaCodeGrant(grants.AuthorizationCodeGrant):
         nixa.store.put(f"code-used:{key}", {"grant_id": ctx.grant_id, "person_id": ctx.person_id}, max(600, nixa.settings.code_ttl * 10))
         if data["client_id"] != client.client_id:
             return None  # bound to the client it was issued to
-        return StoredCode(data["client_id"], data["redirect_uri"], data["scope"], data["code_challenge"], data["code_challenge_method"], ctx)
+        return StoredCode(data["client_id"], data["redirect_uri"], data["scope"], data["code_challenge"], data["code_challenge_method"], ctx,
+                          data.get("resources") or [])
+
+    def granted_resources(self) -> list[str]:
+        return self.request.authorization_code.resources
 
     def delete_authorization_code(self, authorization_code: StoredCode) -> None:
         """Already gone: query_authorization_code took it atomically."""
@@ -104,7 +135,9 @@ class NixaOpenIDCode:
 
     def process_token(self, grant: grants.BaseGrant, response: tuple) -> None:
         _, token, _ = response
-        if "openid" not in str(token.get("scope", "")).split():
+        # The grant's scope, not the access token's: a token for an API carries only that API's
+        # scopes, and the sign-in still yields its ID token.
+        if "openid" not in str(grant.request.grant_scope or "").split():
             return
         request = grant.request
         ctx: AuthContext = request.user
@@ -125,7 +158,7 @@ class NixaOpenIDCode:
         nixa.release_claims(ctx.person_id, client.client_id, ["sub", "acr", "amr", "auth_time"], "id_token")
 
 
-class NixaRefreshGrant(grants.RefreshTokenGrant):
+class NixaRefreshGrant(ResourceIndicators, grants.RefreshTokenGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True  # rotation: every use returns a new refresh token
 
@@ -145,6 +178,9 @@ class NixaRefreshGrant(grants.RefreshTokenGrant):
         if not nixa.still_valid_at_sources(grant):
             return None
         return StoredRefresh(row, grant)
+
+    def granted_resources(self) -> list[str]:
+        return list(self.request.refresh_token.row.resources or [])
 
     def grant_ends_at(self, grant: Any) -> float:
         return float(grant.created_at) + self.server.nixa.settings.refresh_grant_max_lifetime
@@ -171,7 +207,7 @@ class NixaRefreshGrant(grants.RefreshTokenGrant):
         token = self.generate_token(user=user, scope=scope, include_refresh_token=False)
         token["refresh_token"] = self.server.nixa.tokens.issue_refresh_token(
             grant_id=user.grant_id, client_id=self.request.client.client_id, scope=refresh_token.get_scope(),
-            not_after=self.grant_ends_at(refresh_token.grant),
+            resources=self.granted_resources(), not_after=self.grant_ends_at(refresh_token.grant),
         )
         return token
 
@@ -179,8 +215,19 @@ class NixaRefreshGrant(grants.RefreshTokenGrant):
         """Done atomically in authenticate_user."""
 
 
-class NixaClientCredentialsGrant(grants.ClientCredentialsGrant):
+class NixaClientCredentialsGrant(ResourceIndicators, grants.ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CONFIDENTIAL_METHODS
+
+    def resolve_target(self) -> None:
+        # No authorization came first: the requested scope itself must suit the resource.
+        nixa, request = self.server.nixa, self.request
+        scope = request.client.get_allowed_scope(request.payload.scope)
+        request.target = nixa.resources.for_request(request.form.get("resource"), scope, nixa.scopes_supported)
+
+    def create_token_response(self) -> tuple:
+        # The client's registered scopes bound what it gets (Authlib would pass the request's as is).
+        token = self.generate_token(scope=self.request.client.get_allowed_scope(self.request.payload.scope), include_refresh_token=False)
+        return 200, token, self.TOKEN_RESPONSE_HEADER
 
 
 # ---- client authentication: private_key_jwt ----------------------------------------------------------

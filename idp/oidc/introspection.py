@@ -12,7 +12,7 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
 from idp.oidc.clients import ClientModel
-from idp.oidc.tokens import InvalidToken
+from idp.oidc.tokens import InvalidToken, audience_of
 from idp.oidc.grants import AUTH_METHODS, CONFIDENTIAL_METHODS
 from idp.oidc.protocol import StoredRefresh, TokenRef
 
@@ -45,9 +45,18 @@ class NixaIntrospection(IntrospectionEndpoint):
         return _find_token(self.server.nixa, token_string, token_type_hint)
 
     def check_permission(self, token: TokenRef, client: ClientModel, request: OAuth2Request) -> bool:
-        # A client may introspect its own tokens; an agency resource server is registered as a
-        # client that was issued the token's audience. Anything else reads as inactive.
-        return token.client_id == client.client_id or bool(client.metadata.get("nixa_first_party"))
+        """The client the token was issued to, and the client registered for a resource server
+        in the token's `aud`; nobody else, first-party or not. A refresh token is only ever
+        shown to its own client. Anyone else reads the token as inactive (RFC 7662 §2.2), so a
+        replayed token tells the other agency nothing, and the attempt is audited."""
+        nixa = self.server.nixa
+        if token.client_id == client.client_id:
+            return True
+        if token.claims is not None and nixa.resources.may_introspect(client.client_id, audience_of(token.claims)):
+            return True
+        nixa.events.emit("introspection.refused", client_id=client.client_id, ip=request.remote_addr,
+                         data={"token_client_id": token.client_id, "kind": token.kind})
+        return False
 
     def introspect_token(self, token: TokenRef) -> dict:
         nixa = self.server.nixa

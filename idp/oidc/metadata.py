@@ -7,6 +7,10 @@ import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
 
+from connectors.base import UpstreamUnavailable
+from connectors.resilience import ResilientHttp
+from connectors.safe_fetch import FetchPolicy, FetchRefused, fetch_json
+
 STANDARD_FIELDS = {
     "client_id",
     "client_secret",
@@ -27,10 +31,8 @@ STANDARD_FIELDS = {
     "application_type",
     "require_pushed_authorization_requests",
     "client_uri",
-    "logo_uri",
     "policy_uri",
     "tos_uri",
-    "contacts",
     "default_acr_values",
     "default_max_age",
 }
@@ -38,7 +40,21 @@ STANDARD_FIELDS = {
 # nixa_pkce_optional: a legacy confidential client let off PKCE (never a public one).
 NIXA_FLAGS = {"nixa_first_party", "nixa_national_id_authorized", "nixa_pkce_optional"}
 # nixa_minimum_acr: the lowest level this client ever accepts, whatever a request asks for.
-NIXA_FIELDS = NIXA_FLAGS | {"nixa_minimum_acr"}
+# nixa_*_ttl: this client's token lifetimes in seconds; they only ever shorten the deployment's.
+LIFETIMES = {"nixa_code_ttl": (10, 600), "nixa_access_token_ttl": (30, 86400), "nixa_id_token_ttl": (30, 86400),
+             "nixa_refresh_token_ttl": (60, 365 * 86400)}
+NIXA_FIELDS = NIXA_FLAGS | {"nixa_minimum_acr"} | set(LIFETIMES)
+# Standard metadata NIXA would only store and never act on: refused with the reason, rather
+# than accepted and silently ignored.
+NOT_ACTED_ON = {
+    "logo_uri": "NIXA's pages show no image fetched from an app's server (the citizen's address would reach it)",
+    "contacts": "NIXA sends nothing to client contacts: give them to the federation's operators",
+    "request_uris": "request objects by reference are not supported (use PAR, RFC 9126)",
+    "userinfo_signed_response_alg": "UserInfo is answered as plain JSON",
+    "id_token_encrypted_response_alg": "ID tokens are signed, not encrypted",
+    "frontchannel_logout_uri": "single logout is back-channel only (backchannel_logout_uri)",
+    "software_statement": "dynamic registration is not open",
+}
 
 GRANT_TYPES = {"authorization_code", "refresh_token", "client_credentials"}
 AUTH_METHODS = {"client_secret_basic", "client_secret_post", "private_key_jwt", "none"}
@@ -84,6 +100,9 @@ def validate_metadata(raw: dict[str, Any]) -> dict[str, Any]:
     """Normalize and check one client's metadata; raise InvalidClientMetadata with a clear reason."""
     if not isinstance(raw, dict):
         raise InvalidClientMetadata("each client must be a JSON object")
+    ignored = sorted(set(raw) & set(NOT_ACTED_ON))
+    if ignored:
+        raise InvalidClientMetadata("; ".join(f"{name}: not accepted, {NOT_ACTED_ON[name]}" for name in ignored))
     unknown = set(raw) - STANDARD_FIELDS - NIXA_FIELDS
     if unknown:
         raise InvalidClientMetadata(f"unknown metadata field(s): {', '.join(sorted(unknown))}")
@@ -165,6 +184,13 @@ def validate_metadata(raw: dict[str, Any]) -> dict[str, Any]:
             raise InvalidClientMetadata(f"{flag}: true or false")
     if "client_name" in md and (not isinstance(md["client_name"], str) or len(md["client_name"]) > 200):
         raise InvalidClientMetadata("client_name: a string of at most 200 characters")
+    for field in ("client_uri", "policy_uri", "tos_uri"):  # shown to the citizen on the consent page
+        if md.get(field) is not None:
+            _check_uri(md[field], field)
+    for field, (low, high) in LIFETIMES.items():
+        value = md.get(field)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high):
+            raise InvalidClientMetadata(f"{field}: whole seconds from {low} to {high}")
     return md
 
 
@@ -197,18 +223,25 @@ def _check_jwks(jwks: Any) -> None:
             raise InvalidClientMetadata("jwks: symmetric keys are not accepted")
 
 
-def check_sector_identifier(uri: str, redirect_uris: list[str], timeout: float = 5.0) -> None:
+def check_sector_identifier(uri: str, redirect_uris: list[str], http: ResilientHttp) -> None:
     """OIDC Core §8.1: the sector_identifier_uri must hold a JSON array listing every
-    redirect_uri of the client; NIXA fetches it when the client is registered or changed."""
-    import httpx
-
+    redirect_uri of the client; NIXA fetches it (under the fetch policy) when the client is
+    registered or changed."""
     try:
-        response = httpx.get(uri, timeout=timeout, follow_redirects=False)
-        listed = response.json() if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError) as exc:
-        raise InvalidClientMetadata(f"sector_identifier_uri: cannot fetch {uri} ({type(exc).__name__})") from exc
+        listed = fetch_json(http, uri, "sector_identifier_uri")
+    except UpstreamUnavailable as exc:
+        raise InvalidClientMetadata(f"sector_identifier_uri: cannot fetch {uri} ({exc})") from exc
     if not isinstance(listed, list) or not all(isinstance(u, str) for u in listed):
         raise InvalidClientMetadata(f"sector_identifier_uri: {uri} must return a JSON array of redirect URIs")
     missing = [u for u in redirect_uris if u not in listed]
     if missing:
         raise InvalidClientMetadata(f"sector_identifier_uri: {uri} does not list {', '.join(missing)} (OIDC Core §8.1)")
+
+
+def check_fetchable(uri: str, field: str, policy: FetchPolicy) -> None:
+    """A URL NIXA will fetch later (jwks_uri) is refused at registration when the fetch policy
+    already refuses it: http to a public host, a private or loopback address literal."""
+    try:
+        policy.check_url(uri)
+    except FetchRefused as exc:
+        raise InvalidClientMetadata(f"{field}: {exc}") from exc

@@ -11,6 +11,9 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 
 FORM = "application/x-www-form-urlencoded"
+# RFC 8707 §2: `resource` may be repeated; its values (absolute URIs, which hold no space) are
+# kept joined by a space, like scope values, so every parameter stays one string.
+REPEATABLE = {"resource"}
 
 
 class BadRequest(Exception):
@@ -47,6 +50,11 @@ def parse_params(raw: bytes | str, *, max_length: int, source: str = "request") 
             raise BadRequest(f"The parameter '{name[:40]}' is too long (at most {max_length} characters).")
         if value == "":
             continue  # sent without a value: treated as omitted
+        if name in REPEATABLE:
+            if any(ch.isspace() for ch in value):
+                raise BadRequest(f"A {name} value must be an absolute URI (no spaces).", error="invalid_target")
+            params[name] = f"{params[name]} {value}" if name in params else value
+            continue
         if name in params:
             raise BadRequest(f"The parameter '{name[:40]}' is included more than once.")
         params[name] = value

@@ -55,6 +55,10 @@ class NixaRequest(OAuth2Request):
         self._query = query or {}
         self.remote_addr = remote_addr
         self.payload = ParamsPayload({**self._query, **self._form})
+        # RFC 8707 at /token: what the token being issued is for, and the scope granted before
+        # it is narrowed to that audience (grants.ResourceIndicators).
+        self.target: Any = None
+        self.grant_scope: str | None = None
 
     @property
     def args(self) -> dict[str, str]:
@@ -91,6 +95,7 @@ class StoredCode:
     code_challenge: str | None
     code_challenge_method: str | None
     context: AuthContext
+    resources: list[str] = field(default_factory=list)  # RFC 8707 resources granted at /authorize
 
     def get_redirect_uri(self) -> str:
         return self.redirect_uri

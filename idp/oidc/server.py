@@ -26,6 +26,7 @@ from idp.oidc.grants import (
 )
 from idp.oidc.introspection import NixaIntrospection, NixaRevocation
 from idp.oidc.protocol import AuthContext
+from idp.oidc.resources import Target
 
 
 # ---- the server ---------------------------------------------------------------------------
@@ -35,7 +36,6 @@ class NixaAuthorizationServer(AuthorizationServer):
     def __init__(self, nixa: Any) -> None:
         super().__init__(scopes_supported=nixa.scopes_supported)
         self.nixa = nixa
-        self.register_token_generator("default", self._generate_token)
 
     # hooks Authlib asks the framework for
     def query_client(self, client_id: str) -> ClientModel | None:
@@ -53,7 +53,7 @@ class NixaAuthorizationServer(AuthorizationServer):
         return client
 
     def save_token(self, token: dict, request: OAuth2Request) -> None:
-        """Tokens are persisted as they are generated (see _generate_token)."""
+        """Tokens are persisted as they are issued (see issue_tokens)."""
 
     def create_oauth2_request(self, request: Any) -> OAuth2Request:
         if isinstance(request, OAuth2Request):
@@ -81,33 +81,37 @@ class NixaAuthorizationServer(AuthorizationServer):
         # are not understood by an implementation SHOULD be ignored").
         return None
 
-    # the one token generator: every grant goes through it
-    def _generate_token(self, grant_type: str, client: ClientModel, user: AuthContext | None = None, scope: str | None = None,
-                        expires_in: int | None = None, include_refresh_token: bool = True) -> dict:
+    # the one token issuer: every grant goes through it (grants.ResourceIndicators)
+    def issue_tokens(self, grant_type: str, client: ClientModel, user: AuthContext | None, scope: str | None, target: Target, *,
+                     granted_resources: list[str] | None = None, include_refresh_token: bool = True) -> dict:
+        """The access token is for `target` (its `aud`, and only the scopes it accepts); the
+        grant and its refresh token keep everything that was granted, to be narrowed later."""
         nixa = self.nixa
         scope = scope or ""
+        token_scope = target.limit(scope)
         token: dict[str, Any] = {"token_type": "Bearer"}
+        audit = {"grant_type": grant_type, "scope": token_scope, "aud": list(target.audience)}
         if user is None:
-            access, ttl = nixa.tokens.issue_access_token(client_id=client.client_id, sub=client.client_id, scope=scope, grant_id=None,
-                                                         person_id=None)
-            nixa.events.emit("token.issued", client_id=client.client_id, data={"grant_type": grant_type, "scope": scope})
+            access, ttl = nixa.tokens.issue_access_token(client_id=client.client_id, sub=client.client_id, scope=token_scope,
+                                                         grant_id=None, person_id=None, aud=target.aud)
+            nixa.events.emit("token.issued", client_id=client.client_id, data=audit)
         else:
             nixa.ensure_grant(user, client, scope)
             sub = nixa.people.subject_for(user.person_id, client)
             access, ttl = nixa.tokens.issue_access_token(
-                client_id=client.client_id, sub=sub, scope=scope, grant_id=user.grant_id, person_id=user.person_id,
-                auth_time=user.auth_time, acr=user.acr, amr=user.amr,
+                client_id=client.client_id, sub=sub, scope=token_scope, grant_id=user.grant_id, person_id=user.person_id,
+                aud=target.aud, auth_time=user.auth_time, acr=user.acr, amr=user.amr,
             )
             if include_refresh_token and "offline_access" in scope.split():
                 token["refresh_token"] = nixa.tokens.issue_refresh_token(
-                    grant_id=user.grant_id, client_id=client.client_id, scope=scope,
+                    grant_id=user.grant_id, client_id=client.client_id, scope=scope, resources=granted_resources,
                     not_after=nixa.clock() + nixa.settings.refresh_grant_max_lifetime,
                 )
             nixa.events.emit("token.issued", person_id=user.person_id, client_id=client.client_id,
-                             data={"grant_type": grant_type, "scope": scope, "grant_id": user.grant_id})
+                             data={**audit, "grant_id": user.grant_id})
         token["access_token"] = access
         token["expires_in"] = ttl
-        token["scope"] = scope
+        token["scope"] = token_scope
         return token
 
 

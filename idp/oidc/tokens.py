@@ -23,6 +23,18 @@ from idp.store.models import Grant, RefreshToken
 from keys.ring import KeyRing
 
 
+def _is_audience(aud: Any) -> bool:
+    if isinstance(aud, str):
+        return bool(aud)
+    return isinstance(aud, list) and bool(aud) and all(isinstance(a, str) and a for a in aud)
+
+
+def audience_of(claims: dict[str, Any]) -> list[str]:
+    """`aud` as a list (RFC 7519 §4.1.3: one string or an array)."""
+    aud = claims.get("aud")
+    return [aud] if isinstance(aud, str) else list(aud or [])
+
+
 def token_hash(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
@@ -60,6 +72,10 @@ class AccessTokenInfo:
     def client_id(self) -> str:
         return self.claims["client_id"]
 
+    @property
+    def audience(self) -> list[str]:
+        return audience_of(self.claims)
+
 
 class TokenService:
     def __init__(
@@ -71,8 +87,10 @@ class TokenService:
         events: Events,
         clock: Callable[[], float] = time.time,
         person_key: bytes | None = None,
+        clients: Any = None,
     ) -> None:
         self.settings = settings
+        self.clients = clients  # for each client's own lifetimes (nixa_*_ttl)
         self.db = db
         self.store = store
         self.keys = keys
@@ -83,6 +101,14 @@ class TokenService:
 
         self._person_seal = AESGCM(person_key or secrets.token_bytes(32))
         self.clock = clock
+
+    def lifetime(self, kind: str, client_id: str | None) -> int:
+        """The `kind` lifetime (code_ttl, access_token_ttl, id_token_ttl, refresh_token_ttl) for
+        this client: its own `nixa_<kind>` when it has one, never longer than the deployment's."""
+        deployment = int(getattr(self.settings, kind))
+        client = self.clients.get(client_id) if self.clients is not None and client_id else None
+        own = client.metadata.get(f"nixa_{kind}") if client is not None else None
+        return min(deployment, int(own)) if isinstance(own, int) and not isinstance(own, bool) else deployment
 
     # ---- grants ----------------------------------------------------------------------
 
@@ -112,14 +138,15 @@ class TokenService:
     # ---- access tokens (RFC 9068) ------------------------------------------------------
 
     def issue_access_token(self, *, client_id: str, sub: str, scope: str, grant_id: str | None, person_id: str | None,
-                           auth_time: float | None = None, acr: str | None = None, amr: list[str] | None = None,
-                           alg: str | None = None) -> tuple[str, int]:
+                           aud: str | list[str], auth_time: float | None = None, acr: str | None = None,
+                           amr: list[str] | None = None, alg: str | None = None) -> tuple[str, int]:
+        """`aud`: the resource server(s) the token was asked for (RFC 8707), else UserInfo."""
         now = int(self.clock())
-        ttl = self.settings.access_token_ttl
+        ttl = self.lifetime("access_token_ttl", client_id)
         claims: dict[str, Any] = {
             "iss": self.settings.issuer,
             "sub": sub,
-            "aud": self.settings.issuer,
+            "aud": aud,
             "client_id": client_id,
             "iat": now,
             "exp": now + ttl,
@@ -151,8 +178,8 @@ class TokenService:
             raise InvalidToken()  # an ID token is not an access token (RFC 9068 §4)
         claims = decoded.claims
         now = self.clock()
-        if claims.get("iss") != self.settings.issuer or claims.get("aud") != self.settings.issuer:
-            raise InvalidToken()
+        if claims.get("iss") != self.settings.issuer or not _is_audience(claims.get("aud")):
+            raise InvalidToken()  # whose audience it is, each endpoint decides (UserInfo, introspection)
         exp = claims.get("exp")
         if not isinstance(exp, (int, float)) or exp <= now:
             raise InvalidToken("The access token expired")
@@ -178,10 +205,12 @@ class TokenService:
 
     # ---- refresh tokens -----------------------------------------------------------------
 
-    def issue_refresh_token(self, *, grant_id: str, client_id: str, scope: str, not_after: float | None = None) -> str:
-        """`not_after`: the grant's absolute end (refresh_grant_max_lifetime); no rotation extends it."""
+    def issue_refresh_token(self, *, grant_id: str, client_id: str, scope: str, resources: list[str] | None = None,
+                            not_after: float | None = None) -> str:
+        """`not_after`: the grant's absolute end (refresh_grant_max_lifetime); no rotation extends it.
+        `resources`: what the authorization granted (RFC 8707); every rotation keeps it."""
         value = random_token(32)
-        expires_at = self.clock() + self.settings.refresh_token_ttl
+        expires_at = self.clock() + self.lifetime("refresh_token_ttl", client_id)
         if not_after is not None:
             expires_at = min(expires_at, not_after)
         with self.db.session() as s:
@@ -191,6 +220,7 @@ class TokenService:
                     grant_id=grant_id,
                     client_id=client_id,
                     scope=scope,
+                    resources=resources or None,
                     issued_at=self.clock(),
                     expires_at=expires_at,
                 )
@@ -239,7 +269,7 @@ class TokenService:
             "aud": client_id,
             "azp": client_id,
             "iat": now,
-            "exp": now + self.settings.id_token_ttl,
+            "exp": now + self.lifetime("id_token_ttl", client_id),
         }
         if auth_time is not None:
             claims["auth_time"] = int(auth_time)

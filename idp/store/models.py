@@ -143,6 +143,9 @@ class RefreshToken(Base):
     issued_at: Mapped[float] = mapped_column(Float, default=now)
     expires_at: Mapped[float] = mapped_column(Float)
     rotated_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # RFC 8707: the resources granted at /authorize (NULL: none, the token is for UserInfo);
+    # each refresh may narrow them, never widen.
+    resources: Mapped[list | None] = mapped_column(JSON, nullable=True)
 
 
 class SigningKey(Base):
@@ -164,6 +167,26 @@ class KeyRingState(Base):
     alg: Mapped[str] = mapped_column(String(16), primary_key=True)
     generation: Mapped[int] = mapped_column(Integer, default=0)
     rotated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class KekVersion(Base):
+    """One row per master key NIXA has sealed under (keys/sealing.py): its fingerprint, never
+    the key. The newest version is current; a sealed value names the version it needs."""
+
+    __tablename__ = "kek_versions"
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class StableSecret(Base):
+    """Secrets that must outlive any master key (pairwise-subject key, client-secret pepper,
+    CSRF key, access-token seal), sealed under the KEK (keys/stable.py)."""
+
+    __tablename__ = "stable_secrets"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
 
 
 class ConnectorConfig(Base):
@@ -234,3 +257,16 @@ class LogoutDelivery(Base):
 
 
 Index("ix_logout_deliveries_due", LogoutDelivery.status, LogoutDelivery.next_attempt_at)
+
+
+class ResourceServer(Base):
+    """An agency API that accepts NIXA access tokens (RFC 8707 resource, RFC 9068 `aud`): the
+    scopes it accepts and the client it authenticates with to introspect its tokens."""
+
+    __tablename__ = "resource_servers"
+    identifier: Mapped[str] = mapped_column(String(512), primary_key=True)  # absolute URI, no fragment
+    name: Mapped[str] = mapped_column(String(128))
+    scopes: Mapped[str] = mapped_column(Text, default="")  # space-separated
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)

@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 
 from connectors.base import Assertion, LevelOfAssurance, VerifiedAttribute
 from idp.account import signin
+from idp.account.browsers import network
 from idp.identity.people import Provenance
 from idp.login.session import csrf_token
 from idp.store.models import AuditEvent, LinkedIdentity
@@ -187,12 +188,20 @@ def test_page_lists_profile_masked_id_and_links_with_provenance(nixa, open_accou
     assert "My account" in english and "Proven with population, level Substantial" in english
 
 
+@pytest.mark.parametrize(("ip", "where"), [("127.0.0.1", "this_device"), ("::1", "this_device"), ("10.20.30.40", "private"),
+                                           ("192.168.1.9", "private"), ("fe80::1", "private"), ("113.160.1.1", "internet"),
+                                           ("2405:4800::1", "internet"), ("testclient", "unknown"), ("", "unknown")])
+def test_a_sessions_address_is_told_as_a_kind_of_network(ip, where):
+    assert network(ip) == where
+
+
 def test_sessions_listed_and_the_other_one_signed_out(nixa, open_accounts):
     citizen = make_citizen(nixa)
     mine = open_accounts(citizen.person_id, user_agent="Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36")
     other = open_accounts(citizen.person_id, user_agent="Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Version/17.0 Mobile Safari/604.1")
     page = mine.page().text
     assert "Chrome trên Linux" in page and "Safari trên iOS" in page and "Phiên này" in page
+    assert "198.51.100.20 <span class=\"hint\">(mạng nội bộ hoặc qua máy chủ trung gian)</span>" in page  # and what kind of network
     handles = re.findall(r'name="session" value="([^"]+)"', page)
     assert len(handles) == 1  # the current session is signed out with /logout, not from the list
     r = mine.post("/account/sessions/end", session=handles[0])
@@ -224,7 +233,8 @@ def test_consent_revoked_kills_the_refresh_token_at_once(nixa, browser, http, op
     refreshed = http.post("/token", data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
                           auth=(client.client_id, client.secret))
     assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
-    assert "Cổng dịch vụ thuế" not in account.page().text
+    consents = account.page().text.split('id="consents"')[1].split("</section>")[0]
+    assert "Cổng dịch vụ thuế" not in consents  # (the session that signed in to it is still listed, with its name)
     assert events(nixa, citizen.person_id, "consent.revoked")
     # Another person's consent is not theirs to revoke.
     assert account.post("/account/consents/revoke", client_id=client.client_id).status_code == 409

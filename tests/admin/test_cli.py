@@ -233,6 +233,34 @@ def test_audit_verify_and_tail(run, nixa):  # noqa: ANN001
     assert run("audit", "verify").exit_code == 0
 
 
+def test_admin_commands_record_their_actor(run, nixa, tmp_path):  # noqa: ANN001
+    import getpass
+    import socket
+
+    from sqlalchemy import select
+
+    from idp.store.models import AuditEvent
+
+    def latest(type_: str, **where: str) -> AuditEvent:
+        with nixa.db.session() as s:
+            q = select(AuditEvent).where(AuditEvent.type == type_, *(getattr(AuditEvent, k) == v for k, v in where.items()))
+            return s.scalars(q.order_by(AuditEvent.id.desc()).limit(1)).first()
+
+    name = uid("auditor")
+    assert run("--actor", name, "keys", "rotate", "--alg", "EdDSA").exit_code == 0
+    actor = latest("key.rotated").data["actor"]
+    assert actor == {"via": "cli", "os_user": getpass.getuser(), "host": socket.gethostname(), "name": name}
+    md = client_md()
+    runner = CliRunner()
+    env = {"NIXA_DATABASE_URL": nixa.settings.database_url, "NIXA_VAR_DIR": str(nixa.settings.var_dir),
+           "NIXA_MASTER_KEY": nixa.settings.master_key, "NIXA_REDIS_URL": REDIS_URL, "NIXA_ACTOR": "ops-on-call"}
+    assert runner.invoke(app, ["clients", "import", write(tmp_path, [md])], env=env).exit_code == 0
+    assert latest("client.changed", client_id=md["client_id"]).data["actor"]["name"] == "ops-on-call"
+    assert run("clients", "rotate-secret", md["client_id"]).exit_code == 0  # no name given: still the OS user and host
+    unnamed = latest("client.changed", client_id=md["client_id"]).data
+    assert unnamed.get("secret_rotated") and unnamed["actor"]["os_user"] == getpass.getuser() and "name" not in unnamed["actor"]
+
+
 def test_readme_configuration_reference_is_the_generated_one(run):  # noqa: ANN001
     from pathlib import Path
 

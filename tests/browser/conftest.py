@@ -36,7 +36,8 @@ def chromium() -> Iterator[webdriver.Chrome]:
 @contextmanager
 def demo_portals(live, **client_metadata) -> Iterator[dict]:  # noqa: ANN001
     """The two demo portals (public services, e-tax), each its own client on its own port, with
-    back-channel logout; `client_metadata` is added to both registrations."""
+    back-channel logout; `client_metadata` is added to both registrations. Each entry has the
+    portal's `url`, `client`, and its `app`, `port` and `server` (to stop and start it again)."""
     from idp.demo.rp import E_TAX, PUBLIC_SERVICES, create_rp
     from tests.conftest import LiveServer, free_port, register_client
 
@@ -48,9 +49,38 @@ def demo_portals(live, **client_metadata) -> Iterator[dict]:  # noqa: ANN001
             client = register_client(live.nixa, redirect_uri=f"{base}/callback", post_logout_redirect_uris=[f"{base}/"],
                                      client_name=look.name_vi, backchannel_logout_uri=f"{base}/backchannel-logout",
                                      backchannel_logout_session_required=True, **client_metadata)
-            servers.append(LiveServer(create_rp(live.url, client.client_id, client.secret, base, look), port).start())
-            out[name] = {"url": base, "client": client}
+            app = create_rp(live.url, client.client_id, client.secret, base, look)
+            servers.append(LiveServer(app, port).start())
+            out[name] = {"url": base, "client": client, "app": app, "port": port, "server": servers[-1]}
         yield out
     finally:
         for server in servers:
             server.stop()
+
+
+PHONE_WIDTH = 320  # the narrowest phone screen still sold: every page must work at this width
+
+
+@contextmanager
+def phone_screen(driver, width: int = PHONE_WIDTH) -> Iterator[None]:  # noqa: ANN001
+    """Emulate a `width` × 640 mobile viewport for the pages opened inside the block."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": width, "height": 640, "deviceScaleFactor": 2, "mobile": True})
+    try:
+        yield
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def assert_fits(driver, what: str, width: int = PHONE_WIDTH) -> None:  # noqa: ANN001
+    """No horizontal overflow, and every visible control lies within the screen's width (the
+    skip link waits off-screen until it has the focus); a wide table scrolls inside its own
+    region, which must itself fit and be reachable from the keyboard."""
+    scroll = driver.execute_script("return document.documentElement.scrollWidth")
+    assert scroll <= width, f"{what}: the page is {scroll} px wide on a {width} px screen"
+    outside = driver.execute_script("""
+        return [...document.querySelectorAll('input:not([type=hidden]), button, select, a:not(.skip), textarea')]
+          .filter(e => e.offsetParent !== null)
+          .map(e => [e.outerHTML.slice(0, 80), (e.closest('.table-scroll[tabindex="0"]') || e).getBoundingClientRect()])
+          .filter(([_, r]) => r.left < 0 || r.right > arguments[0] + 0.5)
+          .map(([h]) => h);""", width)
+    assert not outside, f"{what}: controls off the screen: {outside}"

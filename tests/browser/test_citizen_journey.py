@@ -15,13 +15,14 @@ from contextlib import closing
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from connectors.population.demo_data import DEMO_PINS
 from connectors.telecom.phone import normalize_msisdn
 from idp.demo.rp import E_TAX, PUBLIC_SERVICES
-from tests.browser.conftest import demo_portals
+from tests.browser.conftest import assert_fits, demo_portals, phone_screen
 from tests.connectors.sandboxes import running_sandbox
 from tests.connectors.telecom.outbox import latest_code
 
@@ -88,9 +89,10 @@ def test_journey_across_two_portals_then_the_account_page(chromium, registry, po
     chromium.find_element(By.CSS_SELECTOR, "form[action='/login'] button").click()
     wait.until(ec.presence_of_element_located((By.ID, "population-challenge-pin"))).send_keys(pin)
     chromium.find_element(By.ID, "population-challenge-full_name").send_keys(name)
-    born_field = chromium.find_element(By.ID, "population-challenge-date_of_birth")
-    chromium.execute_script("arguments[0].value = arguments[1]", born_field, born)  # a date input's typing order is locale-bound
-    born_field.submit()
+    year, month, day = born.split("-")  # typed as a person reads it on the card: day, month, year
+    chromium.find_element(By.ID, "population-challenge-date_of_birth-day").send_keys(day)
+    chromium.find_element(By.ID, "population-challenge-date_of_birth-month").send_keys(month)
+    chromium.find_element(By.ID, "population-challenge-date_of_birth-year").send_keys(year + Keys.ENTER)
     code_field = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "input[name='otp']")))
     code_field.send_keys(latest_code(registry["sms"].base_url, phone))
     code_field.submit()
@@ -106,12 +108,18 @@ def test_journey_across_two_portals_then_the_account_page(chromium, registry, po
     wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "main"), f"Xin chào, {name}"))
     assert chromium.current_url == portals["tax"]["url"] + "/"
 
-    # 3. the account page: both consents; revoke e-tax's
+    # the e-tax portal keeps access (offline_access): its refresh token works
+    chromium.find_element(By.CSS_SELECTOR, "form[action='/refresh'] button").click()
+    wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "main"), f"Xin chào, {name}"))
+    assert not chromium.find_elements(By.ID, "refresh-refused")
+
+    # 3. the account page: the session with both portals in it, both consents; revoke e-tax's
     chromium.get(live.url + "/account")
     consents = wait.until(ec.presence_of_element_located((By.ID, "consents"))).text
     assert PUBLIC_SERVICES.name_vi in consents and E_TAX.name_vi in consents
-    sessions = chromium.find_element(By.ID, "sessions").text
-    assert sessions.strip()  # this browser's session is listed
+    [current] = chromium.find_elements(By.CSS_SELECTOR, "#sessions tr.current")
+    apps = current.find_element(By.CSS_SELECTOR, ".session-apps").text
+    assert PUBLIC_SERVICES.name_vi in apps and E_TAX.name_vi in apps, apps
     tax_id = portals["tax"]["client"].client_id
     before = chromium.find_element(By.ID, "consents")
     chromium.find_element(By.CSS_SELECTOR, f"#consents form input[name='client_id'][value='{tax_id}']").submit()
@@ -119,10 +127,26 @@ def test_journey_across_two_portals_then_the_account_page(chromium, registry, po
     consents = wait.until(ec.presence_of_element_located((By.ID, "consents"))).text
     assert PUBLIC_SERVICES.name_vi in consents and E_TAX.name_vi not in consents
 
+    # revoking the consent revoked e-tax's refresh token at once: the portal is refused and signs out
+    chromium.get(portals["tax"]["url"] + "/")
+    chromium.find_element(By.CSS_SELECTOR, "form[action='/refresh'] button").click()
+    wait.until(ec.presence_of_element_located((By.ID, "refresh-refused")))  # shown only when NIXA refused the refresh token
+    chromium.get(portals["tax"]["url"] + "/")
+    assert chromium.find_elements(By.CSS_SELECTOR, "form[action='/login']")
+
     # 4. the access log shows what each portal received during this journey
     chromium.get(live.url + "/account/access-log")
     log = wait.until(ec.presence_of_element_located((By.TAG_NAME, "main"))).text
     assert PUBLIC_SERVICES.name_vi in log and E_TAX.name_vi in log
+
+    # the account pages work on a 320 px phone
+    with phone_screen(chromium):
+        chromium.get(live.url + "/account")
+        wait.until(ec.presence_of_element_located((By.ID, "sessions")))
+        assert_fits(chromium, "the account page")
+        chromium.get(live.url + "/account/access-log")
+        wait.until(ec.presence_of_element_located((By.TAG_NAME, "main")))
+        assert_fits(chromium, "the access log")
 
     # 5. the export, fetched with this browser's cookies, holds the journey
     cookies = {c["name"]: c["value"] for c in chromium.get_cookies()}

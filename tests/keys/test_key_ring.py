@@ -1,26 +1,32 @@
 """The key ring: rotation pending → active → retired → pruned, race-safe across workers,
-keys encrypted at rest under the master key."""
+keys sealed at rest under the KEK, bound to their row."""
 
 from __future__ import annotations
 
 import base64
 import secrets
-import threading
 import time
 
 import pytest
-from cryptography.exceptions import InvalidTag
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from sqlalchemy import select
 
 from idp.store.db import Database
 from idp.store.models import SigningKey
-from keys.ring import KeyRing, MasterKey
+from keys.ring import KeyRing
+from keys.sealing import MasterKey, SealedValueRefused, Sealer
+from tests.keys.conftest import at_once
+
+
+def sealer(database_url: str, master_key: str) -> Sealer:
+    s = Sealer(Database(database_url), MasterKey.from_b64(master_key))
+    s.start()
+    return s
 
 
 def ring(database_url: str, master_key: str, **kw) -> KeyRing:
-    return KeyRing(Database(database_url), MasterKey.from_b64(master_key), refresh_every=0, **kw)
+    return KeyRing(Database(database_url), sealer(database_url, master_key), refresh_every=0, **kw)
 
 
 def states(r: KeyRing, alg: str) -> dict[str, list[str]]:
@@ -70,7 +76,7 @@ def test_pending_key_does_not_verify(database_url, master_key):
     pending = states(r, "ES256")["pending"][0]
     with Database(database_url).session() as s:
         row = s.get(SigningKey, pending)
-        pem = MasterKey.from_b64(master_key).open(row.private_enc, aad=pending)
+        pem = sealer(database_url, master_key).open(row.private_enc, f"signing_keys/{pending}/private_enc")
     key = ECKey.import_key(pem, parameters={"kid": pending})
     token = jwt.encode({"alg": "ES256", "kid": pending}, {"iss": "x"}, key, algorithms=["ES256"])
     with pytest.raises(Exception):
@@ -112,21 +118,7 @@ def test_prune_removes_only_retired_keys_past_retire_after(database_url, master_
 def test_two_concurrent_rotations_exactly_one_wins(database_url, master_key):
     rings = [ring(database_url, master_key) for _ in range(2)]
     before = states(rings[0], "RS256")
-    barrier = threading.Barrier(2)
-    results: list[object] = [None, None]
-
-    def go(i: int) -> None:
-        barrier.wait(timeout=10)
-        try:
-            results[i] = rings[i].rotate("RS256")
-        except Exception as exc:  # noqa: BLE001
-            results[i] = exc
-
-    threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    results = at_once(*(lambda r=r: r.rotate("RS256") for r in rings))
     assert sorted(results, key=str) == [False, True], results
     after = states(rings[0], "RS256")
     assert len(after["active"]) == 1 and len(after["pending"]) == 1
@@ -134,29 +126,79 @@ def test_two_concurrent_rotations_exactly_one_wins(database_url, master_key):
     assert before["active"][0] in after["retired"]
 
 
-def test_keys_encrypted_at_rest(database_url, master_key):
+def test_keys_encrypted_at_rest(nixa, database_url, master_key):
+    right = sealer(database_url, master_key)
+    wrong = Sealer(Database(database_url), MasterKey(secrets.token_bytes(32)))
     with Database(database_url).session() as s:
         rows = s.scalars(select(SigningKey)).all()
         assert rows
         for row in rows:
             blob = bytes(row.private_enc)
             assert b"PRIVATE KEY" not in blob and b"-----BEGIN" not in blob
-            pem = MasterKey.from_b64(master_key).open(blob, aad=row.kid)
+            assert right.version_of(blob) is not None  # sealed under a KEK version, not the master key itself
+            pem = right.open(blob, f"signing_keys/{row.kid}/private_enc")
             assert b"PRIVATE KEY" in pem
-            wrong = MasterKey(secrets.token_bytes(32))
-            with pytest.raises(InvalidTag):
-                wrong.open(blob, aad=row.kid)
-            with pytest.raises(InvalidTag):  # bound to its kid: a swapped row does not open
-                MasterKey.from_b64(master_key).open(blob, aad=row.kid + "x")
+            with pytest.raises(SealedValueRefused):
+                wrong.open(blob, f"signing_keys/{row.kid}/private_enc")
+            with pytest.raises(SealedValueRefused):  # bound to its kid: a swapped row does not open
+                right.open(blob, f"signing_keys/{row.kid}x/private_enc")
             assert "d" not in row.public_jwk
 
 
-def test_wrong_master_key_cannot_load_the_ring(database_url):
-    r = KeyRing(Database(database_url), MasterKey(secrets.token_bytes(32)), refresh_every=0)
-    with pytest.raises(InvalidTag):
+def test_wrong_master_key_cannot_load_the_ring(nixa, database_url):
+    r = KeyRing(Database(database_url), Sealer(Database(database_url), MasterKey(secrets.token_bytes(32))), refresh_every=0)
+    with pytest.raises(SealedValueRefused):
         r.sign({"x": 1}, "ES256")
 
 
 def test_master_key_must_be_32_bytes():
     with pytest.raises(ValueError):
         MasterKey.from_b64(base64.urlsafe_b64encode(b"short").decode())
+
+
+def test_prune_bumps_the_generation_so_other_workers_stop_publishing_and_trusting(nixa, http, database_url, master_key, monkeypatch):
+    monkeypatch.setattr(nixa.keys, "refresh_every", 0)  # the app is "another worker": it only re-reads on a new generation
+    clock = [time.time()]
+    r = ring(database_url, master_key, retire_after=3600, clock=lambda: clock[0])
+    token, old = r.sign({"iss": "x", "n": 3}, "EdDSA"), r.active_kid("EdDSA")
+    assert r.rotate("EdDSA")
+    assert old in {k["kid"] for k in http.get("/jwks").json()["keys"]}
+    assert nixa.keys.verify(token).claims["n"] == 3  # retired: still trusted
+    clock[0] += 3601
+    assert old in r.prune()
+    assert old not in {k["kid"] for k in http.get("/jwks").json()["keys"]}
+    with pytest.raises(Exception):
+        nixa.keys.verify(token)
+
+
+def test_revoke_removes_a_key_at_once_and_the_next_one_signs(nixa, http, browser, database_url, var_dir, master_key, monkeypatch):
+    from typer.testing import CliRunner
+
+    from admin.cli import app as cli
+    from idp.store.models import AuditEvent
+    from tests.conftest import REDIS_URL, code_flow, make_citizen, register_client
+
+    monkeypatch.setattr(nixa.keys, "refresh_every", 0)
+    client = register_client(nixa)
+    tokens = code_flow(browser, http, client, make_citizen(nixa))
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert http.get("/userinfo", headers=bearer).status_code == 200
+    compromised = jwt.decode(tokens["access_token"], KeySet.import_key_set(http.get("/jwks").json())).header["kid"]
+    alg = jwt.decode(tokens["access_token"], KeySet.import_key_set(http.get("/jwks").json())).header["alg"]
+    next_key = states(ring(database_url, master_key), alg)["pending"][0]
+
+    env = {"NIXA_DATABASE_URL": database_url, "NIXA_VAR_DIR": str(var_dir), "NIXA_MASTER_KEY": master_key,
+           "NIXA_REDIS_URL": REDIS_URL, "NIXA_ISSUER": "http://testserver"}
+    out = CliRunner().invoke(cli, ["keys", "revoke", compromised], env=env)  # another process, like an operator's
+    assert out.exit_code == 0, out.output
+
+    assert compromised not in {k["kid"] for k in http.get("/jwks").json()["keys"]}
+    assert http.get("/userinfo", headers=bearer).status_code == 401
+    intro = http.post("/introspect", data={"token": tokens["access_token"]}, auth=(client.client_id, client.secret))
+    assert intro.json() == {"active": False}
+    assert nixa.keys.active_kid(alg) == next_key  # the published next key took over
+    assert len(states(ring(database_url, master_key), alg)["pending"]) == 1
+    with Database(database_url).session() as s:
+        event = s.scalars(select(AuditEvent).where(AuditEvent.type == "key.revoked").order_by(AuditEvent.id.desc())).first()
+    assert event.data["kid"] == compromised and event.data["now_active"] == next_key
+    assert CliRunner().invoke(cli, ["keys", "revoke", compromised], env=env).exit_code == 2

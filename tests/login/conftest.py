@@ -29,7 +29,8 @@ def federation(nixa, tmp_path_factory) -> Iterator[dict]:  # noqa: ANN001
         running_sandbox("connectors.telecom.sandbox", f"--api-key={keys['sms']}") as sms,
         running_sandbox("connectors.certificate.sandbox", "--pki", str(work / "pki"), port=ca_port) as ca,
     ):
-        operator = start_operator(free_port(), "nixa", keys["operator"], [callback])
+        operator = start_operator(free_port(), "nixa", keys["operator"], [callback],
+                                  post_logout_redirect_uris=[f"{nixa.settings.issuer}/logout/upstream"])
         from connectors.ldap.sandbox import start_directory
 
         directory = start_directory(work / "ldap", 0)

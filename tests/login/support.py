@@ -3,12 +3,13 @@ consent, and reading the ID token."""
 
 from __future__ import annotations
 
+import html
 import json
 
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from connectors.certificate.agent import sign_challenge
+from connectors.certificate.agent import check_statement, sign_challenge
 from connectors.population.demo_data import DEMO_CITIZEN, DEMO_PHONE_E164
 from tests.conftest import form_action, hidden, query_of
 from tests.connectors.telecom.outbox import latest_code
@@ -48,9 +49,15 @@ def registry_otp(browser, fed: dict, login_page: str, citizen=DEMO_CITIZEN, phon
     return browser.post(form_action(page.text, "/otp"), data={"csrf": hidden(page.text, "csrf"), "otp": code, "action": "verify"})
 
 
+def shown_statement(page: str) -> str:
+    """The statement the certificate page shows, exactly as the person copies it."""
+    return html.unescape(page.split('<textarea id="challenge" readonly rows="7" cols="80">\n')[1].split("</textarea>")[0])
+
+
 def certificate_sign_in(browser, fed: dict, login_page: str, label: str = "an"):  # noqa: ANN001, ANN201
     r = browser.post(form_action(login_page, "/certificate/certificate"), data={"csrf": hidden(login_page, "csrf")})
     assert r.status_code == 200, r.text
-    challenge = hidden(r.text, "challenge") if 'name="challenge"' in r.text else r.text.split('id="challenge" readonly value="')[1].split('"')[0]
-    signed = sign_challenge(fed["pki"].p12_path(label), "nixa-demo", challenge)
+    statement = shown_statement(r.text)
+    check_statement(statement, "http://testserver")  # what the citizen's signing plug-in checks
+    signed = sign_challenge(fed["pki"].p12_path(label), "nixa-demo", statement)
     return browser.post(form_action(r.text, "/verify"), data={"csrf": hidden(r.text, "csrf"), "signed": json.dumps(signed)})

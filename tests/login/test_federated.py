@@ -155,7 +155,11 @@ def test_staff_directory_sign_in_gives_roles(nixa, federation, app, http):  # no
     portal = register_client(nixa, nixa_first_party=True, scope="openid profile roles")
     with TestClient(app, base_url="http://testserver", follow_redirects=False) as b:
         r, _, verifier = authorize(b, portal, scope="openid profile roles")
-        page = b.get(r.headers["location"]).text
+        chooser = b.get(r.headers["location"]).text
+        # staff sign in on their own entry, never among the citizens' methods
+        assert "/password/mof" not in chooser and f'{r.headers["location"]}/staff' in chooser
+        page = b.get(r.headers["location"] + "/staff").text
+        assert "/local" not in page and "Đăng nhập cho cán bộ" in page
         bad = b.post(form_action(page, "/password/mof"), data={"csrf": hidden(page, "csrf"), "username": "nguyenvanan", "password": "nope"})
         assert bad.status_code == 401
         disabled = b.post(form_action(page, "/password/mof"), data={"csrf": hidden(page, "csrf"), "username": "phamthidung",
@@ -225,7 +229,7 @@ def test_refresh_rechecks_the_staff_account_at_the_directory(nixa, federation, a
     portal = register_client(nixa, nixa_first_party=True, scope="openid profile offline_access")
     with TestClient(app, base_url="http://testserver", follow_redirects=False) as b:
         r, _, verifier = authorize(b, portal, scope="openid profile offline_access")
-        page = b.get(r.headers["location"]).text
+        page = b.get(r.headers["location"] + "/staff").text
         r = b.post(form_action(page, "/password/mof"), data={"csrf": hidden(page, "csrf"), "username": "tranthibinh",
                                                             "password": "Binh@Demo2024"})
         cb = query_of(r.headers["location"])

@@ -14,7 +14,7 @@ import sqlite3
 import threading
 from contextlib import closing
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 import pytest
@@ -26,7 +26,7 @@ from connectors.telecom.phone import normalize_msisdn
 from idp.identity import status as id_status
 from idp.store.models import AuditEvent, LinkedIdentity, Person
 from tests.conftest import authorize, form_action, hidden, make_citizen, query_of, register_client
-from tests.connectors.oidc.upstream_browser import sign_in_at_upstream
+from tests.connectors.oidc.upstream_browser import _FormParser, sign_in_at_upstream
 from tests.connectors.telecom.outbox import latest_code, outbox, wrong_code
 from tests.login.support import consent_if_asked, redeem_claims, registry_otp
 
@@ -690,3 +690,71 @@ def test_the_journey_keeps_its_language_through_the_operators_callback(nixa, fed
         assert '<html lang="vi">' in page
         r, _ = operator_sign_in(b, federation, page, typed=random_sim(), confirmed=random_sim())
         assert r.status_code == 403 and '<html lang="vi">' in r.text
+
+
+# ---- 10. a shared computer after sign-out ---------------------------------------------------
+
+
+def _operator_session_answers(fed: dict, upstream: httpx.Client) -> bool:
+    """Ask the operator with prompt=none (OIDC Core §3.1.2.1) whether the `upstream` browser is
+    still signed in there: a code means yes, login_required means no."""
+    discovery = upstream.get(fed["operator"].discovery_url).json()
+    r = upstream.get(discovery["authorization_endpoint"], params={
+        "client_id": "nixa", "response_type": "code", "scope": "openid", "redirect_uri": fed["callback"], "prompt": "none",
+        "state": "probe", "nonce": "probe", "code_challenge_method": "S256", "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"})
+    while r.is_redirect and not r.headers["location"].startswith(fed["callback"]):
+        r = upstream.get(urljoin(str(r.url), r.headers["location"]))
+    answer = parse_qs(urlsplit(r.headers["location"]).query)
+    assert "code" in answer or answer.get("error") == ["login_required"], answer
+    return "code" in answer
+
+
+def test_attack10_signing_out_ends_the_operators_session_too(nixa, federation, app, http):  # noqa: ANN001
+    """A citizen signs in through the operator on a shared computer and signs out of NIXA: the
+    operator's own session must end too (the operator's other services would otherwise still
+    know them). NIXA's sign-out sends the browser to the operator's end_session_endpoint
+    (RP-Initiated Logout 1.0) with the operator's own ID token as hint, comes back, and its page
+    says the operator was asked."""
+    citizen = fresh_citizen(federation)
+    portal = register_client(nixa, nixa_first_party=True)
+    with httpx.Client(timeout=5.0, follow_redirects=False) as upstream, own_browser(app) as b:
+        _, page, verifier = login_page(b, portal, acr_values=SUBSTANTIAL)
+        r = b.post(form_action(page, "/redirect/operator"), data={"csrf": hidden(page, "csrf"), "login_hint": citizen.phone})
+        r = b.get("/login/callback/operator", params=sign_in_at_upstream(r.headers["location"], federation["callback"], browser=upstream))
+        page = b.get(r.headers["location"]).text
+        r = consent_if_asked(b, registry_otp(b, federation, page, citizen, citizen.phone))
+        assert redeem_claims(http, portal, r.headers["location"], verifier)["acr"] == SUBSTANTIAL
+        person = person_by_pin(nixa, citizen.pin)
+        assert _operator_session_answers(federation, upstream), "signed in at the operator too"
+
+        confirm = b.get("/logout")
+        r = b.post(form_action(confirm.text, "/logout/confirm"), data={"csrf": hidden(confirm.text, "csrf"), "decision": "yes",
+                                                                         "logout_request": hidden(confirm.text, "logout_request")})
+        assert r.status_code == 303 and r.headers["location"].startswith(federation["operator"].issuer), r.headers.get("location")
+        query = parse_qs(urlsplit(r.headers["location"]).query)
+        assert query["post_logout_redirect_uri"] == [f"{nixa.settings.issuer}/logout/upstream"] and query["id_token_hint"]
+        at_operator = upstream.get(r.headers["location"])
+        assert at_operator.status_code == 200 and "op.logoutForm" in at_operator.text
+        form = _FormParser()
+        form.feed(at_operator.text)
+        back = upstream.post(urljoin(str(at_operator.url), form.action or ""), data={**form.fields, "logout": "yes"})
+        while back.is_redirect and not back.headers["location"].startswith(nixa.settings.issuer):
+            back = upstream.get(urljoin(str(back.url), back.headers["location"]))
+        assert back.is_redirect, back.text[:300]
+        done = b.get(back.headers["location"])
+        assert done.status_code == 200 and 'class="upstream-asked"' in done.text and "Nhà mạng" in done.text
+        assert [e for e in events(nixa, "logout.upstream", person.id) if e.data["connector"] == "operator"]
+        assert not _operator_session_answers(federation, upstream), "the operator's session ended with NIXA's"
+
+
+def test_attack10_a_forged_return_from_the_operator_is_not_a_sign_out_page(nixa, federation, app):  # noqa: ANN001
+    """/logout/upstream with a made-up state, in a browser still signed in, does not pretend to
+    have signed anyone out."""
+    citizen = make_citizen(nixa)
+    portal = register_client(nixa, nixa_first_party=True)
+    with own_browser(app) as b:
+        _, page, _ = login_page(b, portal)
+        consent_if_asked(b, b.post(form_action(page, "/local"), data={"csrf": hidden(page, "csrf"), "username": citizen.username,
+                                                                       "password": citizen.password}))
+        r = b.get("/logout/upstream", params={"state": "made-up"})
+        assert r.status_code == 400 and "logged_out" not in r.text and 'role="status"' not in r.text

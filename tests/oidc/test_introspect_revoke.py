@@ -51,10 +51,13 @@ def test_another_clients_token_reads_inactive(nixa, http, issued):
         assert introspect(http, other, t).json() == {"active": False}
 
 
-def test_first_party_client_may_introspect_any_token(nixa, http, issued):
+def test_first_party_flag_grants_no_introspection(nixa, http, issued):
+    """Introspection is the token's own client's and its audience's (resource servers,
+    tests/oidc/test_resource_indicators.py): being first-party is no permission."""
     _, tokens = issued
-    rs = register_client(nixa, nixa_first_party=True)
-    assert introspect(http, rs, tokens["access_token"]).json()["active"] is True
+    first_party = register_client(nixa, nixa_first_party=True)
+    for t in (tokens["access_token"], tokens["refresh_token"]):
+        assert introspect(http, first_party, t).json() == {"active": False}
 
 
 def test_public_client_cannot_introspect(nixa, http, issued):

@@ -186,7 +186,9 @@ function buildProvider(config) {
     pkce: { required: () => true },
     features: {
       devInteractions: { enabled: false },
-      rpInitiatedLogout: { enabled: false },
+      // RP-Initiated Logout 1.0: NIXA's sign-out sends the browser here to end the subscriber's
+      // operator session too, then back to NIXA's registered post_logout_redirect_uri.
+      rpInitiatedLogout: { enabled: true, logoutSource, postLogoutSuccessSource },
     },
     findAccount: async (ctx, id) => (normalizeMsisdn(id) === id ? accountFor(id) : undefined),
     // The operator's registered service providers are contracted: consent is implied, so the
@@ -220,6 +222,25 @@ function buildProvider(config) {
     },
   });
   return provider;
+}
+
+async function logoutSource(ctx, form) {
+  // `form` (id="op.logoutForm") carries the xsrf token; the buttons submit it.
+  ctx.type = 'html';
+  ctx.body = `<!doctype html>
+<html lang="vi"><head><meta charset="utf-8"><title>Đăng xuất nhà mạng / Operator sign-out</title></head>
+<body>
+<h1>Đăng xuất khỏi nhà mạng? / Sign out of the operator?</h1>
+${form}
+<button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">Đăng xuất / Sign out</button>
+<button type="submit" form="op.logoutForm">Ở lại / Stay signed in</button>
+</body></html>`;
+}
+
+async function postLogoutSuccessSource(ctx) {
+  ctx.type = 'html';
+  ctx.body = '<!doctype html><html lang="vi"><meta charset="utf-8"><title>Đã đăng xuất / Signed out</title>'
+    + '<h1>Bạn đã đăng xuất khỏi nhà mạng. / You are signed out of the operator.</h1></html>';
 }
 
 function confirmPage({ uid, msisdn, acr, clientId, error }) {

@@ -21,6 +21,7 @@ from idp.store.ephemeral import MemoryStore
 from tests.connectors.sandboxes import free_port, running_sandbox
 
 PROXY_ADDR = "127.0.0.1"
+ISSUER = "https://id.nixa.example.vn"
 
 
 @dataclass
@@ -75,14 +76,14 @@ class Connectors:
     clock: ManualClock = field(default_factory=ManualClock)
     made: list[CertificateConnector] = field(default_factory=list)
 
-    def __call__(self, **overrides: Any) -> CertificateConnector:
+    def __call__(self, *, issuer: str = ISSUER, **overrides: Any) -> CertificateConnector:
         config = {
             "trust_anchors": [str(self.pki.trust_anchor_path)],
             "ocsp_timeout": 2,
             "trusted_proxies": [f"{PROXY_ADDR}/32", "10.20.0.0/16"],
             **overrides,
         }
-        connector = CertificateConnector(ConnectorContext("certificate", config, MemoryStore(self.clock), clock=self.clock))
+        connector = CertificateConnector(ConnectorContext("certificate", config, MemoryStore(self.clock), clock=self.clock, issuer=issuer))
         self.made.append(connector)
         return connector
 

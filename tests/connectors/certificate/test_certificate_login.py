@@ -1,4 +1,5 @@
-"""Sign-in with a signed challenge: the happy paths, each refusal code, and the challenge rules."""
+"""Sign-in with a signed statement: the happy paths, each refusal code, and the statement rules
+(the statement's binding to its origin and request: test_certificate_statement.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from connectors.certificate import cli
 from connectors.certificate.agent import sign_challenge
 from connectors.certificate.connector import CHALLENGE_TTL, CertificateConnector
 from connectors.certificate.pki import DEMO_NAME, DEMO_PASSWORD, DEMO_PIN, TestPKI
+from tests.connectors.certificate.conftest import ISSUER
 
 
 def sign(pki: TestPKI, label: str, challenge: str, alg: str | None = None) -> tuple[list[bytes], dict]:
@@ -21,9 +23,14 @@ def sign(pki: TestPKI, label: str, challenge: str, alg: str | None = None) -> tu
     return CertificateConnector.parse_agent_response(json.dumps(answer))
 
 
+def issue(connector: CertificateConnector, request: str = "sha256:request-a") -> str:
+    return connector.new_challenge(request=request, agency="Cổng dịch vụ công quốc gia")
+
+
 def login(connector: CertificateConnector, pki: TestPKI, label: str, alg: str | None = None):
-    chain, signed = sign(pki, label, connector.new_challenge(), alg)
-    return connector.authenticate(chain, signed)
+    issued = issue(connector)
+    chain, signed = sign(pki, label, issued, alg)
+    return connector.authenticate(chain, signed, issued=issued)
 
 
 def test_demo_citizen_signs_in_at_high_with_the_personal_id(connectors, pki, sandbox):
@@ -88,70 +95,74 @@ def test_certificate_not_yet_valid_is_refused_as_expired(connectors, pki):
 
 def test_challenge_cannot_be_replayed(connectors, pki):
     connector = connectors()
-    chain, signed = sign(pki, "an", connector.new_challenge())
-    assert connector.authenticate(chain, signed).subject == DEMO_PIN
+    issued = issue(connector)
+    chain, signed = sign(pki, "an", issued)
+    assert connector.authenticate(chain, signed, issued=issued).subject == DEMO_PIN
     with pytest.raises(ChallengeExpired):
-        connector.authenticate(chain, signed)
+        connector.authenticate(chain, signed, issued=issued)
 
 
 def test_challenge_expires_after_its_ttl(connectors, pki):
     connector = connectors()
-    chain, signed = sign(pki, "an", connector.new_challenge())
+    issued = issue(connector)
+    chain, signed = sign(pki, "an", issued)
     connectors.clock.offset = CHALLENGE_TTL + 1
     with pytest.raises(ChallengeExpired):
-        connector.authenticate(chain, signed)
+        connector.authenticate(chain, signed, issued=issued)
 
 
 def test_challenge_we_never_issued_is_refused(connectors, pki):
     connector = connectors()
     chain, signed = sign(pki, "an", "nixa-login:made-up-by-the-client")
     with pytest.raises(ChallengeExpired):
-        connector.authenticate(chain, signed)
+        connector.authenticate(chain, signed, issued=signed["challenge"])
 
 
 def test_challenge_issued_by_another_connector_instance_store_is_refused(connectors, pki):
-    chain, signed = sign(pki, "an", connectors().new_challenge())
+    chain, signed = sign(pki, "an", issue(connectors()))
     with pytest.raises(ChallengeExpired):
-        connectors().authenticate(chain, signed)  # another store: never issued there
+        connectors().authenticate(chain, signed, issued=signed["challenge"])  # another store: never issued there
 
 
 def test_signature_over_other_bytes_is_refused(connectors, pki):
     connector = connectors()
-    issued = connector.new_challenge()
-    chain, signed = sign(pki, "an", connector.new_challenge())
-    signed["challenge"] = issued  # a real, unused challenge — but not what was signed
+    issued = issue(connector)
+    chain, signed = sign(pki, "an", issue(connector))
+    signed["challenge"] = issued  # a real, unused statement — but not what was signed
     with pytest.raises(InvalidCredentials) as caught:
-        connector.authenticate(chain, signed)
+        connector.authenticate(chain, signed, issued=issued)
     assert caught.value.code == "bad_signature"
 
 
 def test_signature_by_another_key_is_refused(connectors, pki):
     connector = connectors()
-    challenge = connector.new_challenge()
+    challenge = issue(connector)
     an_chain, _ = sign(pki, "an", challenge)
     _, by_cuong = sign(pki, "cuong-revoked", challenge)  # valid RSA signature, wrong key
     with pytest.raises(InvalidCredentials) as caught:
-        connector.authenticate(an_chain, by_cuong)
+        connector.authenticate(an_chain, by_cuong, issued=challenge)
     assert caught.value.code == "bad_signature"
 
 
 def test_tampered_signature_is_refused_and_burns_the_challenge(connectors, pki):
     connector = connectors()
-    chain, signed = sign(pki, "binh", connector.new_challenge())
+    issued = issue(connector)
+    chain, signed = sign(pki, "binh", issued)
     raw = bytearray(base64.b64decode(signed["signature"]))
     raw[5] ^= 0x01
     tampered = dict(signed, signature=base64.b64encode(bytes(raw)).decode())
     with pytest.raises(InvalidCredentials):
-        connector.authenticate(chain, tampered)
+        connector.authenticate(chain, tampered, issued=issued)
     with pytest.raises(ChallengeExpired):
-        connector.authenticate(chain, signed)  # the genuine one comes too late: single use
+        connector.authenticate(chain, signed, issued=issued)  # the genuine one comes too late: single use
 
 
 def test_algorithm_must_match_the_key(connectors, pki):
     connector = connectors()
-    chain, signed = sign(pki, "an", connector.new_challenge())
+    issued = issue(connector)
+    chain, signed = sign(pki, "an", issued)
     with pytest.raises(InvalidCredentials) as caught:
-        connector.authenticate(chain, dict(signed, alg="ES256"))
+        connector.authenticate(chain, dict(signed, alg="ES256"), issued=issued)
     assert caught.value.code == "bad_signature"
 
 
@@ -161,11 +172,11 @@ def test_der_ecdsa_signature_is_accepted(connectors, pki):
     from cryptography.hazmat.primitives.serialization import pkcs12
 
     connector = connectors()
-    challenge = connector.new_challenge()
+    challenge = issue(connector)
     chain, signed = sign(pki, "binh", challenge)
     key = pkcs12.load_pkcs12(pki.p12_path("binh").read_bytes(), DEMO_PASSWORD.encode()).key
     der = key.sign(challenge.encode(), ec.ECDSA(hashes.SHA256()))
-    assert connector.authenticate(chain, dict(signed, signature=base64.b64encode(der).decode())).subject == "001190000002"
+    assert connector.authenticate(chain, dict(signed, signature=base64.b64encode(der).decode()), issued=challenge).subject == "001190000002"
 
 
 def test_garbage_chain_is_malformed(connectors):
@@ -182,23 +193,26 @@ def test_signing_agent_command_output_is_accepted(connectors, pki):
     root.add_typer(cli.app, name="pki")
     root.command("sign")(cli.sign)
     connector = connectors()
-    challenge = connector.new_challenge()
-    result = CliRunner().invoke(root, ["sign", "--p12", str(pki.p12_path("an")), "--password", DEMO_PASSWORD, "--challenge", challenge])
+    challenge = issue(connector)
+    result = CliRunner().invoke(root, ["sign", "--p12", str(pki.p12_path("an")), "--password", DEMO_PASSWORD, "--origin", ISSUER,
+                                       "--challenge", challenge, "--yes"])
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
     assert set(printed) == {"challenge", "signature", "alg", "certificate_chain"}
     assert printed["challenge"] == challenge and printed["alg"] == "RS256"
     assert len(printed["certificate_chain"]) == 2  # leaf + issuing CA, root left out
     chain, signed = CertificateConnector.parse_agent_response(result.stdout)
-    assert connector.authenticate(chain, signed).national_id == DEMO_PIN
+    assert connector.authenticate(chain, signed, issued=challenge).national_id == DEMO_PIN
 
 
-def test_signing_agent_rejects_a_wrong_password(pki):
+def test_signing_agent_rejects_a_wrong_password(connectors, pki):
     root = typer.Typer()
     root.command("sign")(cli.sign)
     root.command("noop")(lambda: None)
-    result = CliRunner().invoke(root, ["sign", "--p12", str(pki.p12_path("an")), "--password", "wrong", "--challenge", "c"])
-    assert result.exit_code == 1
+    statement = issue(connectors())
+    result = CliRunner().invoke(root, ["sign", "--p12", str(pki.p12_path("an")), "--password", "wrong", "--origin", ISSUER,
+                                       "--challenge", statement, "--yes"])
+    assert result.exit_code == 1 and not result.stdout
 
 
 def test_health(connectors):

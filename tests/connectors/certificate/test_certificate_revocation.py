@@ -134,10 +134,10 @@ def test_certificate_unknown_to_the_responder_is_refused(connectors, pki):
     forged = builder.sign(pki.key("ca"), hashes.SHA256())
 
     connector = connectors()
-    challenge = connector.new_challenge()
+    challenge = connector.new_challenge(request="sha256:forged", agency="Cổng dịch vụ công")
     signature = base64.b64encode(key.sign(challenge.encode(), ec.ECDSA(hashes.SHA256()))).decode()
     chain = [forged.public_bytes(Encoding.DER), ca.public_bytes(Encoding.DER)]
     with pytest.raises(NotAllowed) as caught:
-        connector.authenticate(chain, {"challenge": challenge, "alg": "ES256", "signature": signature})
+        connector.authenticate(chain, {"challenge": challenge, "alg": "ES256", "signature": signature}, issued=challenge)
     assert caught.value.code == "cert_revoked"
     assert "does not know" in str(caught.value)

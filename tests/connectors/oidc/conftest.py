@@ -4,8 +4,11 @@ import pytest
 from joserfc.jwk import RSAKey
 
 from connectors.oidc.sandbox import start_operator
+from connectors.safe_fetch import FetchPolicy
 
 CALLBACK = "http://127.0.0.1:8000/login/callback/operator"
+# The sandboxes listen on loopback: allowed explicitly, as a deployment would allow its network.
+LOOPBACK_ALLOWED = FetchPolicy.allowing([], loopback=True)
 CLIENT_ID = "nixa"
 CLIENT_SECRET = "nixa-test-secret:with%odd&chars"
 PKJWT_CLIENT_ID = "nixa-pkjwt"
@@ -60,7 +63,8 @@ def connector_for():
             "timeout": 3,
             **overrides,
         }
-        connector = UpstreamOidcConnector(ConnectorContext(connector_id, config, MemoryStore(), issuer="http://127.0.0.1:8000"))
+        connector = UpstreamOidcConnector(ConnectorContext(connector_id, config, MemoryStore(), issuer="http://127.0.0.1:8000",
+                                                           fetch_policy=LOOPBACK_ALLOWED))
         made.append(connector)
         return connector
 

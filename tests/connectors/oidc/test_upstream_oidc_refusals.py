@@ -12,7 +12,7 @@ from connectors.base import NotAllowed, UpstreamUnavailable
 from connectors.oidc.errors import UpstreamResponseRejected
 from connectors.oidc.sandbox import free_port, start_operator
 
-from .conftest import CALLBACK, CLIENT_ID, CLIENT_SECRET
+from .conftest import CALLBACK, CLIENT_ID, CLIENT_SECRET, LOOPBACK_ALLOWED
 from .upstream_browser import sign_in_at_upstream
 
 
@@ -107,9 +107,10 @@ def test_upstream_down_at_login():
 
     issuer = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     config = {"issuer": issuer, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "timeout": 1}
-    connector = UpstreamOidcConnector(ConnectorContext("operator", config, MemoryStore()))
-    with pytest.raises(UpstreamUnavailable):
+    connector = UpstreamOidcConnector(ConnectorContext("operator", config, MemoryStore(), fetch_policy=LOOPBACK_ALLOWED))
+    with pytest.raises(UpstreamUnavailable) as caught:
         connector.login_url("s", CALLBACK)
+    assert caught.value.code != "fetch_refused"  # down, not refused
     health = connector.health()
     assert not health.ok
 

@@ -3,6 +3,7 @@ confirmation form, and stops at the redirect to NIXA's callback (no server neede
 
 from __future__ import annotations
 
+import contextlib
 from html.parser import HTMLParser
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
@@ -37,10 +38,12 @@ def sign_in_at_upstream(
     action: str = "confirm",
     msisdn: str | None = None,
     pages: list[str] | None = None,
+    browser: httpx.Client | None = None,
 ) -> dict[str, str]:
     """Drive the upstream from the authorization URL to the callback; return the callback's
-    query parameters. `action` is the button pressed: "confirm" or "deny"."""
-    with httpx.Client(timeout=5.0, follow_redirects=False) as browser:
+    query parameters. `action` is the button pressed: "confirm" or "deny". `browser` keeps the
+    upstream's cookies across calls (its session); by default each call is a new browser."""
+    with contextlib.nullcontext(browser) if browser else httpx.Client(timeout=5.0, follow_redirects=False) as browser:
         response = browser.get(authorization_url)
         for _ in range(MAX_STEPS):
             if response.is_redirect:
