@@ -270,3 +270,46 @@ class ResourceServer(Base):
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"), index=True)
     created_at: Mapped[float] = mapped_column(Float, default=now)
     updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class WebAuthnCredential(Base):
+    """A passkey of a person (WebAuthn): its public key, the sign count last seen (a regression
+    flags a cloned authenticator), and the level it earns (that of the session it was registered in)."""
+
+    __tablename__ = "webauthn_credentials"
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # the credential id, base64url
+    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)  # COSE
+    sign_count: Mapped[int] = mapped_column(Integer, default=0)
+    name: Mapped[str] = mapped_column(String(64))
+    transports: Mapped[list] = mapped_column(JSON, default=list)
+    aaguid: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    backed_up: Mapped[bool] = mapped_column(Boolean, default=False)
+    loa: Mapped[int] = mapped_column(Integer, default=2)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    last_used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    flagged_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class TotpFactor(Base):
+    """A person's authenticator-app secret (RFC 6238), sealed at rest; `last_step` is the last
+    time step accepted, so each code is accepted once."""
+
+    __tablename__ = "totp_factors"
+    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), primary_key=True)
+    secret_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    confirmed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_step: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RecoveryCode(Base):
+    """A single-use recovery code, stored only as a keyed hash."""
+
+    __tablename__ = "recovery_codes"
+    __table_args__ = (UniqueConstraint("code_hash", name="uq_recovery_code_hash"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
