@@ -86,6 +86,9 @@ class Nixa:
         self.backchannel = BackchannelLogout(self)  # back-channel logout outbox (idp/oidc/logout.py)
         self.connectors = ConnectorRegistry(self.db, self.store, settings.issuer, clock, throttle=self.throttle, sealer=self.sealer,
                                             fetch_policy=self.fetch_policy)
+        from idp.account.browsers import Places
+
+        self.places = Places(settings.geoip_database)  # the account page's approximate place of a session
         self.scopes_supported = STANDARD_SCOPES
         self.csrf_key = self.stable["csrf"]
         self._client_keys: dict[str, tuple[int, KeySet]] = {}

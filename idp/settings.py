@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     par_ttl: int = Field(60, description="request_uri lifetime for pushed authorization requests (RFC 9126).")
     sso_session_ttl: int = Field(8 * 3600, description="SSO session absolute lifetime, from sign-in.")
     sso_idle_ttl: int = Field(1800, description="SSO session idle lifetime: unused this long, it ends (0: no idle limit).")
+    geoip_database: str = Field("", description="A MaxMind-format city database (.mmdb: GeoLite2-City, GeoIP2-City or a national "
+                                "one) for the approximate place of each session on the account page; empty: only the kind of network.")
     key_retire_grace: int = Field(3600, description="Extra time a retired key stays published after its last token expired.")
 
     default_signing_alg: str = Field("ES256", description="ID token / access token alg when a client names none.")

@@ -183,6 +183,7 @@ class SessionView:
     current: bool
     apps: list[str]  # the agency apps this session signed in to (their names)
     network: str  # browsers.network(ip): this device, a private network, the internet
+    place: dict[str, str] | None  # the approximate place, from the operator's city database (vi/en)
 
 
 def session_handle(nixa: Any, sid: str) -> str:
@@ -195,7 +196,8 @@ def sessions(nixa: Any, person_id: str, current_sid: str) -> list[SessionView]:
         browser, system = describe(s.user_agent)
         out.append(SessionView(session_handle(nixa, s.sid), s.created_at, s.last_seen or s.auth_time, browser, system, s.ip,
                                s.loa, list(s.methods), s.sid == current_sid,
-                               [client_name(nixa, c) for c in s.clients if c != ACCOUNT_CLIENT_ID], network(s.ip)))
+                               [client_name(nixa, c) for c in s.clients if c != ACCOUNT_CLIENT_ID], network(s.ip),
+                               nixa.places.near(s.ip)))
     return sorted(out, key=lambda v: (not v.current, -v.created_at))
 
 

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from connectors.base import Assertion, LevelOfAssurance, VerifiedAttribute
 from idp.account import signin
-from idp.account.browsers import network
+from idp.account.browsers import Places, network
 from idp.identity.people import Provenance
 from idp.login.session import csrf_token
 from idp.store.models import AuditEvent, LinkedIdentity
@@ -33,11 +33,11 @@ class Account:
     """A browser holding an SSO session of `person_id` at `loa` (made directly: a local password
     only reaches low, and the tests have no substantial connector configured)."""
 
-    def __init__(self, app, nixa, person_id: str, loa: int = 2, user_agent: str = "testclient") -> None:  # noqa: ANN001
+    def __init__(self, app, nixa, person_id: str, loa: int = 2, user_agent: str = "testclient", ip: str = "198.51.100.20") -> None:  # noqa: ANN001
         self.nixa = nixa
         self.client = TestClient(app, base_url="http://testserver", follow_redirects=False, headers={"user-agent": user_agent})
         self.cookie, self.session = nixa.sessions.establish(None, person_id=person_id, loa=loa, amr=["otp"], method="test",
-                                                            user_agent=user_agent, ip="198.51.100.20")
+                                                            user_agent=user_agent, ip=ip)
         self.browser_id = secrets.token_urlsafe(24)
         self.client.cookies.set("nixa_session", self.cookie)
         self.client.cookies.set("nixa_browser", self.browser_id)
@@ -193,6 +193,33 @@ def test_page_lists_profile_masked_id_and_links_with_provenance(nixa, open_accou
                                            ("2405:4800::1", "internet"), ("testclient", "unknown"), ("", "unknown")])
 def test_a_sessions_address_is_told_as_a_kind_of_network(ip, where):
     assert network(ip) == where
+
+
+def test_a_session_shows_its_approximate_place_from_the_operators_city_database(nixa, tmp_path):
+    from mmdb_writer import MMDBWriter
+    from netaddr import IPSet
+
+    from idp.app import Nixa, create_app
+
+    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="GeoLite2-City", languages=["vi", "en"], description="test")
+    writer.insert_network(IPSet(["113.160.0.0/16"]), {"city": {"names": {"vi": "Hà Nội", "en": "Hanoi"}},
+                                                      "country": {"names": {"vi": "Việt Nam", "en": "Vietnam"}}})
+    path = tmp_path / "city.mmdb"
+    writer.to_db_file(str(path))
+    places = Places(str(path))
+    assert places.near("113.160.1.1") == {"vi": "Hà Nội, Việt Nam", "en": "Hanoi, Vietnam"}
+    assert places.near("8.8.8.8") is None and places.near("10.1.2.3") is None  # not in it; not an Internet address
+    assert Places("").near("113.160.1.1") is None
+    assert Places(str(tmp_path / "missing.mmdb")).near("113.160.1.1") is None  # a wrong path shows no place, never a 500
+
+    with_places = Nixa(nixa.settings.model_copy(update={"geoip_database": str(path)}))
+    try:
+        citizen = make_citizen(with_places)
+        account = Account(create_app(with_places.settings, nixa=with_places), with_places, citizen.person_id, ip="113.160.1.1")
+        assert "113.160.1.1 <span class=\"hint\">(Hà Nội, Việt Nam)</span>" in account.page().text
+        account.client.close()
+    finally:
+        with_places.db.engine.dispose()
 
 
 def test_sessions_listed_and_the_other_one_signed_out(nixa, open_accounts):
