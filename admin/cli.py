@@ -57,9 +57,28 @@ class _Invocation:
 @app.callback()
 def _main(
     actor: str = typer.Option("", "--actor", envvar="NIXA_ACTOR", help="Who runs this command, recorded in the audit trail with the OS user and host."),
+    var_dir: Path | None = typer.Option(None, "--var-dir", help="The deployment's state folder (else NIXA_VAR_DIR, else ./var); "
+                                                                 "NIXA_DATABASE_URL, when set, names the database instead."),
 ) -> None:
     """NIXA: national identity exchange and authentication"""
+    import os
+
     _Invocation.actor_name = actor
+    if var_dir is not None:
+        os.environ["NIXA_VAR_DIR"] = str(var_dir)
+
+
+def _no_deployment_here(settings: Settings) -> str | None:
+    """Why there is no NIXA where this command looks (an embedded database file that does not
+    exist), or None. Opening it would silently create an empty second NIXA instead."""
+    url = settings.sqlalchemy_url
+    if not url.startswith("sqlite:///"):
+        return None
+    path = Path(url[len("sqlite:///"):])
+    if path.exists():
+        return None
+    return (f"no NIXA at {path} (no database there): point --var-dir, NIXA_VAR_DIR or NIXA_DATABASE_URL at the deployment, "
+            "or create one there with `nixa migrate`")
 
 
 def _actor() -> dict[str, str]:
@@ -85,8 +104,13 @@ def _nixa(settings: Settings | None = None):  # noqa: ANN202
     from idp.store.db import SchemaMismatch
     from keys.sealing import MasterKeyProblem
 
+    settings = settings or Settings()
+    missing = _no_deployment_here(settings)
+    if missing:
+        typer.echo(f"nixa: {missing}", err=True)
+        raise typer.Exit(2)
     try:
-        nixa = Nixa(settings or Settings())
+        nixa = Nixa(settings)
     except (MasterKeyProblem, SchemaMismatch) as exc:  # a refusal to start, said plainly
         typer.echo(f"nixa: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -117,6 +141,8 @@ def migrate() -> None:
     from idp.store.db import migrate as do_migrate
 
     settings = Settings()
+    if settings.sqlalchemy_url.startswith("sqlite:///"):
+        Path(settings.sqlalchemy_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)  # a new var dir
     do_migrate(settings.sqlalchemy_url)
     typer.echo(f"schema at head ({settings.sqlalchemy_url.split('@')[-1]})")
 
@@ -192,7 +218,7 @@ def keys_revoke(kid: str) -> None:
 
 @keys_app.command("rotate-master")
 def keys_rotate_master() -> None:
-    """Re-seal every secret at rest (signing keys, stable secrets, connector secrets) under a new
+    """Re-seal every secret at rest (signing keys, stable secrets, connector secrets, TOTP secrets) under a new
     master key, in one transaction. The new key comes from NIXA_NEW_MASTER_KEY(_FILE) or a prompt.
     Run it again with the same new key to re-seal what a worker sealed under the old one meanwhile."""
     from sqlalchemy.exc import IntegrityError
@@ -214,7 +240,9 @@ def keys_rotate_master() -> None:
         raise typer.Exit(2) from exc
     nixa = _nixa(settings)
     try:
-        version, count = nixa.sealer.rotate(new, (nixa.keys.reseal, nixa.stable.reseal, nixa.connectors.reseal))
+        from idp.identity import factors
+
+        version, count = nixa.sealer.rotate(new, (nixa.keys.reseal, nixa.stable.reseal, nixa.connectors.reseal, factors.reseal))
     except MasterKeyProblem as exc:
         typer.echo(f"nixa: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -231,8 +259,9 @@ def keys_rotate_master() -> None:
 
 
 @clients_app.command("import")
-def clients_import(file: Path) -> None:
-    """Create or update clients from a JSON list of RFC 7591 client metadata. Idempotent."""
+def clients_import(file: Path, force: bool = typer.Option(False, "--force", help="Allow moving a client to another sector "
+                                                                                  "(every user's pairwise `sub` at it changes)")) -> None:
+    """Create or update clients from a JSON list of RFC 7591 client metadata: all of them or none. Idempotent."""
     from idp.oidc.clients import InvalidClientMetadata
 
     try:
@@ -245,28 +274,72 @@ def clients_import(file: Path) -> None:
     if not isinstance(data, list):
         typer.echo("nixa: the file must hold a JSON list of client metadata objects", err=True)
         raise typer.Exit(2)
-    from idp.oidc.clients import validate_metadata
-
-    problems = []
+    nixa = _nixa()
+    problems, prepared = [], []
     for i, raw in enumerate(data):
+        cid = raw.get("client_id") if isinstance(raw, dict) else None
         try:
-            validate_metadata(raw)
+            md = nixa.clients.prepare(raw)  # the metadata, and the fetches it needs (sector, jwks_uri)
         except InvalidClientMetadata as exc:
-            cid = raw.get("client_id") if isinstance(raw, dict) else None
             problems.append(f"client #{i + 1} ({cid or 'no client_id'}): {exc.error}: {exc}")
+            continue
+        moved = nixa.clients.sector_change(md)
+        if moved and not force:
+            old, new, persons = moved
+            problems.append(f"client #{i + 1} ({cid}): its sector would change from {old} to {new}: the `sub` of {persons} "
+                            "person(s) at this client would change; re-run with --force if that is intended")
+        prepared.append(md)
     if problems:
         for p in problems:
             typer.echo(f"nixa: {p}", err=True)
         typer.echo("nixa: nothing imported", err=True)
         raise typer.Exit(2)
-    nixa = _nixa()
-    for raw in data:
-        cid, secret, created = nixa.clients.upsert(raw)
+    for cid, secret, created in nixa.clients.write_all(prepared):
         nixa.events.emit("client.changed", client_id=cid, data={"created": created, "source": "cli import"})
         line = f"{'created' if created else 'updated'} {cid}"
         if secret:
             line += f"  client_secret={secret}  (shown once; store it now)"
         typer.echo(line)
+
+
+def _existing_client(nixa, client_id: str) -> None:  # noqa: ANN001
+    if not any(c.client_id == client_id for c in nixa.clients.all()):
+        typer.echo(f"nixa: no client {client_id!r}", err=True)
+        raise typer.Exit(2)
+
+
+@clients_app.command("disable")
+def clients_disable(client_id: str) -> None:
+    """Stop a client at once: it can no longer sign anyone in or get tokens, and its grants are revoked."""
+    nixa = _nixa()
+    _existing_client(nixa, client_id)
+    nixa.clients.set_disabled(client_id, True)
+    revoked = nixa.tokens.revoke_client(client_id, "client_disabled")
+    nixa.events.emit("client.changed", client_id=client_id, data={"disabled": True, "grants_revoked": revoked, "source": "cli"})
+    typer.echo(f"disabled {client_id} ({revoked} grant(s) revoked)")
+
+
+@clients_app.command("enable")
+def clients_enable(client_id: str) -> None:
+    """Let a disabled client work again (people sign in anew: its old grants stay revoked)."""
+    nixa = _nixa()
+    _existing_client(nixa, client_id)
+    nixa.clients.set_disabled(client_id, False)
+    nixa.events.emit("client.changed", client_id=client_id, data={"disabled": False, "source": "cli"})
+    typer.echo(f"enabled {client_id}")
+
+
+@clients_app.command("delete")
+def clients_delete(client_id: str, yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation")) -> None:
+    """Delete a client with its consents and resource-server registration; its grants are revoked."""
+    nixa = _nixa()
+    _existing_client(nixa, client_id)
+    if not yes and not typer.confirm(f"Delete {client_id} and its consents? This cannot be undone"):
+        raise typer.Exit(1)
+    revoked = nixa.tokens.revoke_client(client_id, "client_deleted")
+    nixa.clients.delete(client_id)
+    nixa.events.emit("client.deleted", client_id=client_id, data={"grants_revoked": revoked, "source": "cli"})
+    typer.echo(f"deleted {client_id} ({revoked} grant(s) revoked)")
 
 
 @clients_app.command("list")

@@ -46,6 +46,7 @@ EVENT_TYPES = frozenset(
         "logout.upstream",  # the browser was sent to a source (operator) to end its own session too
         "session.ended",
         "client.changed",
+        "client.deleted",
         "resource.changed",  # a resource server (agency API) registered, changed or removed
         "introspection.refused",  # a client asked about a token that is neither its own nor for its API
         "key.rotated",

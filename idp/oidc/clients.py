@@ -12,13 +12,13 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from connectors.resilience import ResilientHttp
 from idp.oidc.metadata import InvalidClientMetadata, check_fetchable, check_sector_identifier, is_loopback, validate_metadata
 from idp.store.cache import ReadCache
 from idp.store.db import Database
-from idp.store.models import Client
+from idp.store.models import Client, Grant
 
 __all__ = ["ClientModel", "ClientRegistry", "InvalidClientMetadata", "SecretHasher", "generate_secret", "validate_metadata"]
 
@@ -38,6 +38,17 @@ class SecretHasher:
 
     def check(self, secret: str, stored: str | None) -> bool:
         return bool(stored) and hmac.compare_digest(self.hash(secret), stored)
+
+
+def sector_of(client_id: str, metadata: dict[str, Any]) -> str:
+    """OIDC Core §8.1: host of sector_identifier_uri, else of the (single) redirect host."""
+    uri = metadata.get("sector_identifier_uri")
+    if uri:
+        return urlsplit(uri).hostname or client_id
+    redirects = metadata.get("redirect_uris") or []
+    if redirects:
+        return urlsplit(redirects[0]).hostname or client_id
+    return client_id
 
 
 @dataclass(eq=False)
@@ -102,14 +113,7 @@ class ClientModel(ClientMixin):
 
     @property
     def sector(self) -> str:
-        """OIDC Core §8.1: host of sector_identifier_uri, else of the (single) redirect host."""
-        uri = self.metadata.get("sector_identifier_uri")
-        if uri:
-            return urlsplit(uri).hostname or self.client_id
-        redirects = self.metadata.get("redirect_uris") or []
-        if redirects:
-            return urlsplit(redirects[0]).hostname or self.client_id
-        return self.client_id
+        return sector_of(self.client_id, self.metadata)
 
     def check_post_logout_redirect_uri(self, uri: str) -> bool:
         return matches_registered(uri, self.metadata.get("post_logout_redirect_uris", []),
@@ -191,50 +195,97 @@ class ClientRegistry:
     def invalidate(self, client_id: str | None = None) -> None:
         self._cache.invalidate(client_id)
 
-    def upsert(self, raw: dict[str, Any]) -> tuple[str, str | None, bool]:
-        """Create or update from metadata. Returns (client_id, new secret or None, created).
-        Idempotent: importing the same metadata twice changes nothing and keeps the secret."""
+    def prepare(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """Everything that can refuse a client, before anything is written: the metadata, and the
+        fetches it asks for (jwks_uri, sector_identifier_uri)."""
         md = validate_metadata(raw)
         if md.get("jwks_uri"):
             check_fetchable(md["jwks_uri"], "jwks_uri", self.outbound.policy)
         if md.get("sector_identifier_uri"):
             check_sector_identifier(md["sector_identifier_uri"], md.get("redirect_uris", []), self.outbound)
+        return md
+
+    def upsert(self, raw: dict[str, Any]) -> tuple[str, str | None, bool]:
+        """Create or update from metadata. Returns (client_id, new secret or None, created).
+        Idempotent: importing the same metadata twice changes nothing and keeps the secret."""
+        return self.write_all([self.prepare(raw)])[0]
+
+    def write_all(self, prepared: list[dict[str, Any]]) -> list[tuple[str, str | None, bool]]:
+        """Write `prepare`d clients in one transaction: all of them or none."""
+        with self.db.session() as s:
+            out = [self._write(s, dict(md)) for md in prepared]
+        for cid, _, _ in out:
+            self.invalidate(cid)
+        return out
+
+    def _write(self, s: Any, md: dict[str, Any]) -> tuple[str, str | None, bool]:
         secret = md.pop("client_secret", None)
         cid = md["client_id"]
         needs_secret = md["token_endpoint_auth_method"] in ("client_secret_basic", "client_secret_post")
         new_secret = None
-        with self.db.session() as s:
-            row = s.get(Client, cid)
-            created = row is None
-            if row is None:
-                row = Client(client_id=cid, metadata_={}, version=0)
-                s.add(row)
-            if needs_secret:
-                if secret is not None:
-                    row.secret_hash = self.hasher.hash(secret)
-                elif not row.secret_hash:
-                    new_secret = generate_secret()
-                    row.secret_hash = self.hasher.hash(new_secret)
-            else:
-                row.secret_hash = None
-            first_party = bool(md.get("nixa_first_party", False))
-            national = bool(md.get("nixa_national_id_authorized", False))
-            require_par = bool(md.get("require_pushed_authorization_requests", False))
-            changed = (
-                row.metadata_ != md
-                or row.first_party != first_party
-                or row.may_receive_national_id != national
-                or row.require_par != require_par
-            )
-            if changed or created:
-                row.metadata_ = md
-                row.first_party = first_party
-                row.may_receive_national_id = national
-                row.require_par = require_par
-                row.version = (row.version or 0) + 1
-                row.updated_at = time.time()
-        self.invalidate(cid)
+        row = s.get(Client, cid)
+        created = row is None
+        if row is None:
+            row = Client(client_id=cid, metadata_={}, version=0)
+            s.add(row)
+        if needs_secret:
+            if secret is not None:
+                row.secret_hash = self.hasher.hash(secret)
+            elif not row.secret_hash:
+                new_secret = generate_secret()
+                row.secret_hash = self.hasher.hash(new_secret)
+        else:
+            row.secret_hash = None
+        first_party = bool(md.get("nixa_first_party", False))
+        national = bool(md.get("nixa_national_id_authorized", False))
+        require_par = bool(md.get("require_pushed_authorization_requests", False))
+        changed = (
+            row.metadata_ != md
+            or row.first_party != first_party
+            or row.may_receive_national_id != national
+            or row.require_par != require_par
+        )
+        if changed or created:
+            row.metadata_ = md
+            row.first_party = first_party
+            row.may_receive_national_id = national
+            row.require_par = require_par
+            row.version = (row.version or 0) + 1
+            row.updated_at = time.time()
         return cid, new_secret, created
+
+    def sector_change(self, md: dict[str, Any]) -> tuple[str, str, int] | None:
+        """(old sector, new sector, persons whose pairwise `sub` it changes) when importing `md`
+        would move an existing client to another sector (OIDC Core §8.1), else None."""
+        with self.db.session() as s:
+            row = s.get(Client, md["client_id"])
+            if row is None:
+                return None
+            old, new = self._model(row).sector, sector_of(md["client_id"], md)
+            if old == new or md.get("subject_type") == "public":
+                return None
+            persons = s.scalar(select(func.count(func.distinct(Grant.person_id))).where(Grant.client_id == row.client_id,
+                                                                                        Grant.person_id.is_not(None)))
+        return old, new, int(persons or 0)
+
+    def set_disabled(self, client_id: str, disabled: bool) -> None:
+        with self.db.session() as s:
+            row = s.get(Client, client_id)
+            if row is None:
+                raise KeyError(client_id)
+            row.disabled = disabled
+            row.version += 1
+            row.updated_at = time.time()
+        self.invalidate(client_id)
+
+    def delete(self, client_id: str) -> None:
+        """Remove a client with its consents, grants and tokens (the database cascades)."""
+        with self.db.session() as s:
+            row = s.get(Client, client_id)
+            if row is None:
+                raise KeyError(client_id)
+            s.delete(row)
+        self.invalidate(client_id)
 
     def rotate_secret(self, client_id: str) -> str:
         secret = generate_secret()

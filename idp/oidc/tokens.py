@@ -253,6 +253,14 @@ class TokenService:
         with self.db.session() as s:
             s.execute(update(RefreshToken).where(RefreshToken.token_hash == row.token_hash).values(rotated_at=self.clock(), expires_at=self.clock()))
 
+    def revoke_client(self, client_id: str, reason: str) -> int:
+        """Revoke every open grant of a client (disabled or deleted): its refresh tokens and the
+        access tokens bound to them die at once. Returns how many grants."""
+        with self.db.session() as s:
+            open_grants = list(s.execute(select(Grant.id, Grant.person_id).where(Grant.client_id == client_id,
+                                                                                  Grant.revoked_at.is_(None))))
+        return sum(self.revoke_grant(gid, reason, client_id=client_id, person_id=pid) for gid, pid in open_grants)
+
     def grants_for_sid(self, sid: str) -> list[Grant]:
         with self.db.session() as s:
             return list(s.scalars(select(Grant).where(Grant.sid == sid, Grant.revoked_at.is_(None))))

@@ -12,18 +12,6 @@ from admin.cli import app
 from tests.conftest import REDIS_URL, uid
 
 
-@pytest.fixture()
-def run(var_dir, database_url, master_key, nixa):  # noqa: ANN001, ANN201
-    env = {"NIXA_DATABASE_URL": database_url, "NIXA_VAR_DIR": str(var_dir), "NIXA_MASTER_KEY": master_key,
-           "NIXA_REDIS_URL": REDIS_URL, "NIXA_ISSUER": "http://testserver"}
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None):  # noqa: A002, ANN202
-        return runner.invoke(app, list(args), env=env, input=input, catch_exceptions=False)
-
-    return invoke
-
-
 def client_md(**over) -> dict:
     md = {"client_id": uid("cli"), "client_name": "Dịch vụ công", "redirect_uris": ["https://dvc.example.vn/cb"],
           "grant_types": ["authorization_code", "refresh_token"]}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from tests.admin.test_cli import run  # noqa: F401 -- the CLI fixture
 from tests.conftest import register_client, uid
 from tests.oidc.test_audit import events_for
 
