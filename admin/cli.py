@@ -160,7 +160,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
         raise typer.Exit(2)
     # Open NIXA once here, so a wrong schema or master key is one clear line, not a traceback per worker.
     _nixa(settings).db.engine.dispose()
-    uvicorn.run("idp.asgi:app", host=host, port=port, workers=workers, log_level="warning", proxy_headers=False)
+    # log_config None: the workers' own JSON logging (idp/asgi.py) is not replaced by uvicorn's.
+    uvicorn.run("idp.asgi:app", host=host, port=port, workers=workers, log_level="warning", proxy_headers=False,
+                **({"log_config": None} if settings.log_format == "json" else {}))
 
 
 @app.command()

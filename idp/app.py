@@ -312,8 +312,7 @@ def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) ->
 
         return message(request, translator(request), "error_internal", 500)
 
-    @app.get("/health")
-    def health() -> dict:
-        return {"status": "ok", "store": nixa.store.ping()}
+    from idp.ops import install as install_ops
 
+    install_ops(app, nixa)  # request ids, /healthz, /readyz, /metrics (idp/ops.py)
     return app

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from idp.audit_chain import CHECKPOINT_TYPE, GENESIS, AuditKeys, ChainCheck, ChainReport, Checkpoint, Checkpoints
 from idp.store.db import Database
 from idp.store.models import AccessLogEntry, AuditEvent
+from idp.ops import request_id
 
 log = logging.getLogger("nixa")
 
@@ -220,6 +221,9 @@ class Events:
         data = kw.pop("data", None) or {}
         if self.actor:
             data = {**data, "actor": self.actor}
+        rid = request_id.get()
+        if rid and "request_id" not in data:
+            data = {**data, "request_id": rid}  # the reference an error page or response shows (idp/ops.py)
         event = Event(type_, data=data, **kw)
         self.counts[type_] += 1
         for fn in self._subscribers:

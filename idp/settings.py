@@ -91,6 +91,11 @@ class Settings(BaseSettings):
         description="Reverse proxies whose X-Forwarded-For is believed: addresses or CIDR ranges (10.0.0.0/8). The client is the rightmost hop outside them (the certificate connector has its own list).",
     )
     local_accounts: bool = Field(True, description="Offer NIXA's own username/password accounts (level low; demo and test accounts).")
+    metrics_allowed_networks: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+        description="Who may read /metrics (Prometheus): addresses or CIDR ranges, as seen by NIXA (the scraper, not a proxy).",
+    )
+    log_format: str = Field("json", description="`nixa serve` logs: json (one object a line, with the request id) or text.")
 
     max_param_length: int = Field(4096, description="Longest accepted value of any one protocol parameter.")
     max_body_bytes: int = Field(64 * 1024, description="Largest accepted request body.")
@@ -108,7 +113,7 @@ class Settings(BaseSettings):
         description="Private, loopback or link-local networks (addresses or CIDR ranges) that fetches of client- and upstream-supplied URLs (jwks_uri, sector_identifier_uri, upstream discovery) may reach; empty: public addresses only. Demo mode adds loopback.",
     )
 
-    @field_validator("trusted_proxies", "fetch_allowed_networks")
+    @field_validator("trusted_proxies", "fetch_allowed_networks", "metrics_allowed_networks")
     @classmethod
     def _are_networks(cls, value: list[str], info: ValidationInfo) -> list[str]:
         for entry in value:

@@ -39,8 +39,10 @@ def render(request: Request, template: str, t: Translator, status: int = 200, **
 
 def message(request: Request, t: Translator, key: str, status: int = 400, *, is_error: bool = True, back_url: str | None = None,
             title_key: str = "error_title", **kw: Any) -> Response:
+    from idp.ops import request_id
+
     return render(request, "message.html", t, status=status, title=t(title_key), message=t(key, **kw), is_error=is_error,
-                  back_url=back_url)
+                  back_url=back_url, reference=request_id.get())
 
 
 def rate_limited_text(t: Translator, seconds: int) -> str:

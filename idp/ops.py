@@ -1,0 +1,203 @@
+"""What operators watch: a request id on every request (propagated from a trusted proxy, sent
+back as X-Request-Id, stamped on audit events and log lines), liveness and readiness probes,
+Prometheus metrics fed from the typed events and one request middleware, and JSON logs.
+
+Metrics live in a registry of their own per NIXA instance (prometheus-client), so two instances
+in one process (the tests, a CLI next to a server) never mix their figures."""
+
+from __future__ import annotations
+
+import contextvars
+import ipaddress
+import logging
+import re
+import secrets
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pythonjsonlogger.json import JsonFormatter
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("nixa_request_id", default=None)
+_INCOMING_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# Buckets from a cached JWKS answer (~1 ms) to a sign-in waiting on a slow registry (seconds).
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _networks(values: list[str]) -> list[Any]:
+    return [ipaddress.ip_network(v, strict=False) for v in values]
+
+
+def _peer_in(scope: dict, networks: list[Any]) -> bool:
+    client = scope.get("client")
+    if not client:
+        return False
+    try:
+        address = ipaddress.ip_address(client[0])
+    except ValueError:
+        return False
+    return any(address in n for n in networks)
+
+
+class Metrics:
+    """The figures, in their own registry; `observe_event` turns typed events into counters."""
+
+    def __init__(self, nixa: Any) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("nixa_http_requests", "HTTP requests answered", ["route", "method", "status"], registry=r)
+        self.latency = Histogram("nixa_http_request_duration_seconds", "Time to answer, per route", ["route"],
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.sign_ins = Counter("nixa_sign_ins", "Sign-in steps by method and outcome", ["method", "outcome"], registry=r)
+        self.tokens = Counter("nixa_tokens_issued", "Token responses by grant type", ["grant"], registry=r)
+        self.events = Counter("nixa_events", "Security events by type (the audit trail's own types)", ["type"], registry=r)
+        audit = getattr(nixa, "audit", None)
+        Gauge("nixa_audit_queue_depth", "Audit events waiting for their commit", registry=r).set_function(
+            lambda: len(getattr(audit, "_queue", ())))
+        self._breakers = Gauge("nixa_connector_breaker_open", "1 while a connector's circuit breaker is open", ["connector"],
+                               registry=r)
+        self.nixa = nixa
+
+    def observe_event(self, event: Any) -> None:
+        self.events.labels(event.type).inc()
+        if event.type in ("login.succeeded", "login.failed", "login.throttled"):
+            method = str(event.data.get("method") or "unknown")[:64]
+            self.sign_ins.labels(method, event.type.split(".", 1)[1]).inc()
+        elif event.type == "token.issued":
+            self.tokens.labels(str(event.data.get("grant_type") or "unknown")[:32]).inc()
+
+    def exposition(self) -> bytes:
+        for entry in self.nixa.connectors.entries():
+            http = getattr(entry.instance, "http", None) or getattr(entry.instance, "_http", None)
+            breaker = getattr(http, "breaker", None)
+            if breaker is not None:
+                self._breakers.labels(entry.id).set(1 if breaker.state == "open" else 0)
+        return generate_latest(self.registry)
+
+
+class RequestContext:
+    """A plain ASGI middleware: the request id (a trusted proxy's X-Request-Id, else a new one),
+    in a context variable for events and logs, and back in the response; and the request's
+    route, status and latency counted."""
+
+    def __init__(self, app: Any, metrics: Metrics, trusted_proxies: list[str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.trusted = _networks(trusted_proxies)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = None
+        if self.trusted and _peer_in(scope, self.trusted):
+            incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+            rid = incoming if _INCOMING_ID.match(incoming) else None
+        rid = rid or secrets.token_hex(8)
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_with_id(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or ("static" if scope["path"].startswith("/static/") else "unmatched")
+            self.metrics.requests.labels(route, scope["method"], str(status[0])).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+            request_id.reset(token)
+
+
+def install(app: Any, nixa: Any) -> None:
+    """Probes, metrics and request ids on `app`."""
+    metrics = Metrics(nixa)
+    nixa.metrics = metrics
+    nixa.events.subscribe(metrics.observe_event)
+    allowed = _networks(nixa.settings.metrics_allowed_networks)
+    app.add_middleware(RequestContext, metrics=metrics, trusted_proxies=nixa.settings.trusted_proxies)
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        """Liveness: the process answers (restart it if not)."""
+        return {"status": "alive"}
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        """Readiness: send traffic only when every dependency answers."""
+        checks = readiness(nixa)
+        ready = all(c["ok"] for c in checks.values())
+        return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503,
+                            headers={"Cache-Control": "no-store", **({} if ready else {"Retry-After": "5"})})
+
+    app.add_api_route("/health", readyz, methods=["GET"], include_in_schema=False)  # the older name
+
+    @app.get("/metrics")
+    def prometheus(request: Request) -> Response:
+        if not _peer_in(request.scope, allowed):
+            return JSONResponse({"error": "not_found", "error_description": "Not Found"}, status_code=404)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
+
+
+def readiness(nixa: Any) -> dict[str, dict[str, Any]]:
+    """Each dependency: {"ok": bool, "detail": str}. Never raises."""
+    from idp.store.db import check_schema
+
+    out: dict[str, dict[str, Any]] = {}
+
+    def check(name: str, fn: Any) -> None:
+        try:
+            detail = fn()
+            out[name] = {"ok": True, "detail": detail or "ok"}
+        except Exception as exc:  # a probe reports, it never fails itself
+            out[name] = {"ok": False, "detail": f"{type(exc).__name__}: {str(exc)[:200]}"}
+
+    check("database", lambda: check_schema(nixa.db.engine) or "schema current")
+
+    def store() -> str:
+        if not nixa.store.ping():
+            raise ConnectionError("the ephemeral store does not answer")
+        return "ok"
+
+    check("store", store)
+
+    def key_ring() -> str:
+        if not nixa.keys.jwks().get("keys"):
+            raise LookupError("no signing key published")
+        return "ok"
+
+    check("key_ring", key_ring)
+    return out
+
+
+class JsonLogs(JsonFormatter):
+    """One JSON object a line (python-json-logger), with the request being answered."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s",
+                         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"})
+
+    def add_fields(self, log_record: dict, record: logging.LogRecord, message_dict: dict) -> None:
+        super().add_fields(log_record, record, message_dict)
+        rid = request_id.get()
+        if rid:
+            log_record["request_id"] = rid
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """JSON lines on stderr for NIXA's own loggers and uvicorn's (`nixa serve`)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLogs())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
