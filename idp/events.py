@@ -105,6 +105,7 @@ class AuditLog:
         self._writer: threading.Thread | None = None
         self._write_lock = threading.Lock()  # the writer thread and checkpoint_now() of one process
         self._latest: Checkpoint | None = None  # the database is asked again only when this one seems due
+        self._closed = False
 
     def append(self, event: Event) -> None:
         done = threading.Event()
@@ -120,10 +121,20 @@ class AuditLog:
         if outcome and outcome[0] is not None:
             raise outcome[0]
 
+    def close(self) -> None:
+        """Stop the writer once its queue is written (a worker shutting down, a test's NIXA)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if self._writer is not None:
+            self._writer.join(self.timeout)
+
     def _run(self) -> None:
         while True:
             with self._cond:
                 if not self._queue:
+                    if self._closed:
+                        return
                     self._cond.wait(self.checkpoints.seconds)
                 batch, self._queue = self._queue[: self.MAX_BATCH], self._queue[self.MAX_BATCH :]
             try:

@@ -123,6 +123,9 @@ def install(app: Any, nixa: Any) -> None:
     nixa.events.subscribe(metrics.observe_event)
     allowed = _networks(nixa.settings.metrics_allowed_networks)
     app.add_middleware(RequestContext, metrics=metrics, trusted_proxies=nixa.settings.trusted_proxies)
+    # Graceful shutdown (uvicorn finishes the requests in flight first): the delivery thread
+    # stops between deliveries, the audit writer after its queue.
+    app.router.on_shutdown.extend([nixa.backchannel.stop, nixa.audit.close])
 
     @app.get("/healthz")
     def healthz() -> dict:

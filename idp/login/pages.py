@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,13 @@ def translator(request: Request, ui_locales: str | None = None) -> Translator:
     return Translator(pick_language(ui_locales, request.headers.get("accept-language"), explicit))
 
 
-def lang_url(request: Request, t: Translator) -> str:
+def lang_url(request: Request, t: Translator) -> str | None:
     other = "en" if t.lang == "vi" else "vi"
+    if request.method != "GET":
+        # The answer to a form: switching reloads the sign-in step it belongs to (never the POST
+        # URL as a GET, a "bad request"); other forms' answers offer no switch.
+        step = re.match(r"^/interaction/[A-Za-z0-9_-]+", request.url.path)
+        return f"{step.group()}?{urlencode({'lang': other})}" if step else None
     query = dict(request.query_params)
     query["lang"] = other
     return f"{request.url.path}?{urlencode(query)}"

@@ -226,3 +226,17 @@ def test_client_disconnect_is_logged_as_such_without_a_traceback(app, caplog):
     assert any(r.levelno == logging.INFO and "disconnect" in r.getMessage() for r in caplog.records)
     starts = [m for m in sent if m["type"] == "http.response.start"]
     assert starts and starts[0]["status"] != 500
+
+
+def test_the_language_switch_on_a_forms_answer_reloads_its_step(nixa, browser):  # noqa: ANN001
+    """A failed sign-in is the answer to a POST: its language link leads back to the step (a
+    GET), never to the POST URL (which would answer "bad request")."""
+    citizen = make_citizen(nixa)
+    _, location, page = _at_login(nixa, browser)
+    r = browser.post(form_action(page.text, "/local"), data={"csrf": hidden(page.text, "csrf"), "username": citizen.username,
+                                                              "password": "wrong"})
+    assert r.status_code == 401
+    link = r.text.split('class="lang" href="')[1].split('"')[0].replace("&amp;", "&")
+    assert link == f"{location}?lang=en"
+    switched = browser.get(link)
+    assert switched.status_code == 200 and '<html lang="en">' in switched.text and 'name="password"' in switched.text
