@@ -105,11 +105,11 @@ def machine_info() -> dict:
 
 def argon2_cost() -> dict:
     """What one local sign-in costs on the server (the verify of an argon2id hash)."""
-    from argon2 import PasswordHasher
+    from idp.identity.people import password_hasher
+    from idp.settings import Settings
 
-    from idp.identity import people
-
-    hasher: PasswordHasher = people._hasher
+    settings = Settings()
+    hasher = password_hasher(settings.password_memory_kib, settings.password_time_cost, settings.password_parallelism)
     stored = hasher.hash("benchmark-password")
     times = []
     for _ in range(5):

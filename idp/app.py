@@ -21,7 +21,7 @@ from connectors.resilience import ResilientHttp
 from connectors.safe_fetch import MAX_DOCUMENT_BYTES, NEGATIVE_TTL, FetchPolicy, FetchRefused, fetch_json
 from idp.audit_chain import AuditKeys, Checkpoints
 from idp.events import AuditLog, Events
-from idp.identity.people import People
+from idp.identity.people import People, password_hasher
 from idp.oidc.clients import ClientModel, ClientRegistry, SecretHasher
 from idp.oidc.resources import ResourceRegistry
 from idp.oidc.tokens import TokenService
@@ -73,7 +73,9 @@ class Nixa:
                                       negative_ttl=NEGATIVE_TTL, breaker_per_host=True)
         self.clients = ClientRegistry(self.db, SecretHasher(self.stable["client-secret"]), outbound=self.outbound)
         self.resources = ResourceRegistry(self.db, settings.issuer)  # agency APIs (RFC 8707), idp/oidc/resources.py
-        self.people = People(self.db, self.events, self.stable["pairwise-subject"], clock)
+        self.people = People(self.db, self.events, self.stable["pairwise-subject"], clock,
+                             passwords=password_hasher(settings.password_memory_kib, settings.password_time_cost,
+                                                       settings.password_parallelism))
         self.tokens = TokenService(settings, self.db, self.store, self.keys, self.events, clock,
                                    person_key=self.stable["access-token-person"], clients=self.clients)
         # One throttle service for every secret check and every message sent (idp/store/throttle.py).

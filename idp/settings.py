@@ -91,6 +91,10 @@ class Settings(BaseSettings):
         description="Reverse proxies whose X-Forwarded-For is believed: addresses or CIDR ranges (10.0.0.0/8). The client is the rightmost hop outside them (the certificate connector has its own list).",
     )
     local_accounts: bool = Field(True, description="Offer NIXA's own username/password accounts (level low; demo and test accounts).")
+    password_memory_kib: int = Field(19 * 1024, ge=8, description="argon2id memory per password check, KiB (OWASP: 19 MiB); "
+                                     "hashes made with other parameters are re-hashed at the next successful sign-in.")
+    password_time_cost: int = Field(2, ge=1, description="argon2id passes (OWASP: 2).")
+    password_parallelism: int = Field(1, ge=1, description="argon2id lanes (OWASP: 1).")
     metrics_allowed_networks: list[str] = Field(
         default_factory=lambda: ["127.0.0.1/32", "::1/128"],
         description="Who may read /metrics (Prometheus): addresses or CIDR ranges, as seen by NIXA (the scraper, not a proxy).",

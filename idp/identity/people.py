@@ -46,10 +46,23 @@ SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     # "verified_claims" (OIDC4IDA) releases the same claims with their source and time.
 }
 
-_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-# Each check costs ~64 MiB and a core for ~80 ms: at most one per core at a time, so a burst of
-# sign-ins queues instead of exhausting memory and starving the token endpoint's threads.
-_argon2_slots = threading.BoundedSemaphore(os.cpu_count() or 2)
+def usable_cores() -> int:
+    """The cores this process may really run on (its CPU affinity: a container or `taskset` may
+    give it fewer than the machine has)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def password_hasher(memory_kib: int = 19 * 1024, time_cost: int = 2, parallelism: int = 1) -> PasswordHasher:
+    """argon2id; the defaults are OWASP's (m=19 MiB, t=2, p=1), the deployment's settings win."""
+    return PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
+
+
+# Each check costs its memory and a core for tens of milliseconds: at most one per usable core at
+# a time, so a burst of sign-ins queues instead of exhausting memory and starving other threads.
+_argon2_slots = threading.BoundedSemaphore(usable_cores())
 
 
 class NeedsProofing(Exception):
@@ -84,11 +97,15 @@ class Resolution:
 
 
 class People:
-    def __init__(self, db: Database, events: Events, pairwise_key: bytes, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: Database, events: Events, pairwise_key: bytes, clock: Callable[[], float] = time.time,
+                 passwords: PasswordHasher | None = None) -> None:
         self.db = db
         self.events = events
         self._pairwise_key = pairwise_key
         self.clock = clock
+        self._hasher = passwords or password_hasher()
+        # Checked when the username is unknown, so a miss costs what a hit costs.
+        self._dummy_hash = self._hasher.hash("nixa-dummy-password-for-timing")
 
     # ---- subjects -----------------------------------------------------------------------
 
@@ -331,7 +348,7 @@ class People:
         with self.db.session() as s:
             existing = s.get(LocalAccount, username)
             if existing is not None:
-                existing.password_hash = _hasher.hash(password)
+                existing.password_hash = self._hasher.hash(password)
                 self._store_attributes(s, existing.person_id, attrs)
                 return existing.person_id
         person_id = None
@@ -341,7 +358,7 @@ class People:
         if person_id is None:
             person_id = self.create(attrs, national_id=national_id)
         with self.db.session() as s:
-            s.add(LocalAccount(username=username, person_id=person_id, password_hash=_hasher.hash(password)))
+            s.add(LocalAccount(username=username, person_id=person_id, password_hash=self._hasher.hash(password)))
             self._store_attributes(s, person_id, attrs)
             if s.scalar(select(LinkedIdentity).where(LinkedIdentity.connector_id == "local", LinkedIdentity.subject == username)) is None:
                 s.add(LinkedIdentity(person_id=person_id, connector_id="local", subject=username, loa=int(LevelOfAssurance.LOW)))
@@ -355,15 +372,13 @@ class People:
             person_id = account.person_id if account else None
         try:
             with _argon2_slots:
-                _hasher.verify(stored or _DUMMY_HASH, password)
+                self._hasher.verify(stored or self._dummy_hash, password)
         except (VerificationError, InvalidHashError):
             return None
         if stored is None:
             return None
-        if _hasher.check_needs_rehash(stored):
+        if self._hasher.check_needs_rehash(stored):  # made with other parameters: re-hashed with today's
             with self.db.session() as s:
-                s.execute(update(LocalAccount).where(LocalAccount.username == username).values(password_hash=_hasher.hash(password)))
+                s.execute(update(LocalAccount).where(LocalAccount.username == username)
+                          .values(password_hash=self._hasher.hash(password)))
         return person_id
-
-
-_DUMMY_HASH = _hasher.hash("nixa-dummy-password-for-timing")
