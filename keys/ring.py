@@ -13,6 +13,8 @@ Private keys are sealed under the KEK (keys/sealing.py), bound to their row.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 import threading
 import time
@@ -27,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from idp.store.db import Database
 from idp.store.models import KeyRingState, SigningKey
-from keys.sealing import MasterKey, Sealer, place  # noqa: F401  MasterKey: imported from here by idp/audit_chain.py
+from keys.sealing import MasterKey, Sealer, place  # noqa: F401  MasterKey: re-exported for older imports
 
 SUPPORTED_ALGS = ("ES256", "RS256", "EdDSA")
 
@@ -60,6 +62,8 @@ class _Cache:
     signing: dict[str, Any]
     verify_set: KeySet
     jwks: dict
+    jwks_body: bytes = b""  # the JWKS encoded once per generation, and its ETag
+    jwks_etag: str = ""
 
 
 class KeyRing:
@@ -238,7 +242,9 @@ class KeyRing:
             published.append({**r.public_jwk, "kid": r.kid, "alg": r.alg, "use": "sig"})
             if r.state in ("active", "retired"):
                 verify_keys.append(key)
-        return _Cache(generation, time.monotonic(), signing, KeySet(verify_keys), {"keys": published})
+        body = json.dumps({"keys": published}, separators=(",", ":")).encode()
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        return _Cache(generation, time.monotonic(), signing, KeySet(verify_keys), {"keys": published}, body, etag)
 
     def invalidate(self) -> None:
         self._cache = None
@@ -247,6 +253,18 @@ class KeyRing:
 
     def jwks(self) -> dict:
         return self._view().jwks
+
+    def encoded_jwks(self) -> tuple[bytes, str]:
+        """(the JWKS as bytes, its ETag): encoded once per key-ring generation."""
+        view = self._view()
+        return view.jwks_body, view.jwks_etag
+
+    def encoded_jwks_if_fresh(self) -> tuple[bytes, str] | None:
+        """The encoded JWKS without touching the database, while the cached view is fresh."""
+        view = self._cache
+        if view is None or time.monotonic() - view.checked_at >= self.refresh_every:
+            return None
+        return view.jwks_body, view.jwks_etag
 
     def active_kid(self, alg: str) -> str:
         return self._view().signing[alg].kid

@@ -148,29 +148,42 @@ def discovery_document(nixa: Any) -> dict:
 CACHE_PUBLIC = {"Cache-Control": "public, max-age=300"}
 
 
-def _discovery_response(nixa: Any) -> Response:
+def _cacheable(request: Request, body: bytes, etag: str, media_type: str) -> Response:
+    """Pre-encoded bytes with their ETag; 304 when the client already holds them (RFC 9110 §13.1.2)."""
+    headers = {**CACHE_PUBLIC, "ETag": etag}
+    if etag in request.headers.get("if-none-match", "").replace(" ", "").split(","):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=media_type, headers=headers)
+
+
+def _discovery_response(request: Request, nixa: Any) -> Response:
     # Built once per worker: the document depends only on settings.
-    body = getattr(nixa, "_discovery_body", None)
-    if body is None:
+    cached = getattr(nixa, "_discovery_body", None)
+    if cached is None:
+        import hashlib
         import json
 
-        body = nixa._discovery_body = json.dumps(discovery_document(nixa)).encode()
-    return Response(body, media_type="application/json", headers=CACHE_PUBLIC)
+        body = json.dumps(discovery_document(nixa), separators=(",", ":")).encode()
+        cached = nixa._discovery_body = (body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+    return _cacheable(request, *cached, "application/json")
 
 
 @router.get("/.well-known/openid-configuration")
-async def openid_configuration(nixa: NixaDep) -> Response:
-    return _discovery_response(nixa)
+async def openid_configuration(request: Request, nixa: NixaDep) -> Response:
+    return _discovery_response(request, nixa)
 
 
 @router.get("/.well-known/oauth-authorization-server")
-async def oauth_metadata(nixa: NixaDep) -> Response:
-    return _discovery_response(nixa)
+async def oauth_metadata(request: Request, nixa: NixaDep) -> Response:
+    return _discovery_response(request, nixa)
 
 
 @router.get("/jwks")
-def jwks(nixa: NixaDep) -> Response:
-    return JSONResponse(nixa.keys.jwks(), headers=CACHE_PUBLIC, media_type="application/jwk-set+json")
+async def jwks(request: Request, nixa: NixaDep) -> Response:
+    # Served from the worker's cached key-ring view without leaving the event loop; the database
+    # is asked (in the threadpool) only when the view is due for its generation check.
+    encoded = nixa.keys.encoded_jwks_if_fresh() or await run_in_threadpool(nixa.keys.encoded_jwks)
+    return _cacheable(request, *encoded, "application/jwk-set+json")
 
 
 # ---- token, introspection, revocation ---------------------------------------------------------------

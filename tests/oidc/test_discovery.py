@@ -55,3 +55,22 @@ def test_jwks_publishes_every_active_key(nixa, http):
     kids = {k["kid"] for k in http.get("/jwks").json()["keys"]}
     for alg in ("ES256", "RS256", "EdDSA"):
         assert nixa.keys.active_kid(alg) in kids
+
+
+def test_discovery_and_jwks_answer_304_to_the_etag_the_client_holds(http):  # noqa: ANN001
+    for path in ("/.well-known/openid-configuration", "/jwks"):
+        first = http.get(path)
+        etag = first.headers["etag"]
+        assert first.status_code == 200 and etag.startswith('"')
+        again = http.get(path, headers={"If-None-Match": f'"other", {etag}'})
+        assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+        assert http.get(path, headers={"If-None-Match": '"stale"'}).status_code == 200
+
+
+def test_the_jwks_etag_changes_with_the_keys(nixa, http):  # noqa: ANN001
+    before = http.get("/jwks").headers["etag"]
+    nixa.keys.rotate("ES256")
+    nixa.keys.invalidate()  # this worker's view re-reads now (others within their refresh interval)
+    after = http.get("/jwks")
+    assert after.headers["etag"] != before
+    assert http.get("/jwks", headers={"If-None-Match": before}).status_code == 200  # the old set is not "unchanged"
