@@ -126,14 +126,16 @@ class AuditLog:
         with self._cond:
             self._closed = True
             self._cond.notify()
-        if self._writer is not None:
-            self._writer.join(self.timeout)
+            writer = self._writer
+        if writer is not None:
+            writer.join(self.timeout)
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 if not self._queue:
                     if self._closed:
+                        self._writer = None  # under the lock: the next append starts a new writer
                         return
                     self._cond.wait(self.checkpoints.seconds)
                 batch, self._queue = self._queue[: self.MAX_BATCH], self._queue[self.MAX_BATCH :]

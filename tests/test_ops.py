@@ -105,3 +105,15 @@ def test_json_log_lines_carry_the_request_id():
     line = json.loads(out.getvalue())
     assert line["message"] == "upstream slow: registry" and line["request_id"] == "req-42" and line["level"] == "WARNING"
     assert line["logger"] == "nixa.test-ops" and "time" in line
+
+
+def test_shutdown_stops_the_audit_writer_and_later_events_still_commit(nixa, app):  # noqa: ANN001
+    """Graceful shutdown (uvicorn's lifespan) stops the audit writer after its queue; an event
+    emitted afterwards (this test process keeps using the same NIXA) starts a writer again and
+    commits, however often that races with the writer stopping."""
+    with TestClient(app):
+        pass  # startup, then shutdown
+    assert nixa.audit._writer is None or not nixa.audit._writer.is_alive()
+    for _ in range(20):
+        nixa.audit.close()
+        make_citizen(nixa)  # each of its events must commit within the audit timeout

@@ -71,8 +71,10 @@ class NixaCodeGrant(ResourceIndicators, grants.AuthorizationCodeGrant):
                 "resources": parse_resources(payload.get("resource")),  # checked at /authorize
                 "ctx": ctx.__dict__,
             },
-            nixa.tokens.lifetime("code_ttl", request.client.client_id),
+            ttl := nixa.tokens.lifetime("code_ttl", request.client.client_id),
         )
+        # Outlives the code, so a late redemption hears "expired", not "unknown" (issue 13).
+        nixa.store.put(f"code-issued:{token_hash(code)}", 1, max(600, ttl * 10))
 
     def query_authorization_code(self, code: str, client: ClientModel) -> StoredCode | None:
         nixa = self.server.nixa
@@ -87,11 +89,17 @@ class NixaCodeGrant(ResourceIndicators, grants.AuthorizationCodeGrant):
                 nixa.events.emit("code.replayed", client_id=client.client_id, person_id=used.get("person_id"),
                                  data={"grant_id": used["grant_id"]})
                 nixa.tokens.revoke_grant(used["grant_id"], "code_replayed", client_id=client.client_id, person_id=used.get("person_id"))
-            return None
+                raise InvalidGrantError("This code was already used: a code works once (RFC 6749, 4.1.2), and the tokens it "
+                                        "gave are now revoked.")
+            if nixa.store.get(f"code-issued:{key}"):
+                raise InvalidGrantError(f"This code expired (codes live {nixa.tokens.lifetime('code_ttl', client.client_id)} s): "
+                                        "redeem it as soon as the callback arrives, or start the sign-in again.")
+            raise InvalidGrantError("This code was never issued by this NIXA: send the `code` from the callback, unchanged.")
         ctx = AuthContext(**data["ctx"])
         nixa.store.put(f"code-used:{key}", {"grant_id": ctx.grant_id, "person_id": ctx.person_id}, max(600, nixa.settings.code_ttl * 10))
         if data["client_id"] != client.client_id:
-            return None  # bound to the client it was issued to
+            # Bound to the client it was issued to (and now spent: a stolen code is worth one try).
+            raise InvalidGrantError("This code was issued to another client.")
         return StoredCode(data["client_id"], data["redirect_uri"], data["scope"], data["code_challenge"], data["code_challenge_method"], ctx,
                           data.get("resources") or [])
 
