@@ -45,12 +45,42 @@ class NixaAuthorizationServer(AuthorizationServer):
         """Every endpoint that authenticates a client (/token, /introspect, /revoke, /par) comes
         through here: a client_id in the body naming another client than the one authenticated
         (by Basic credentials or an assertion) is refused, never silently ignored."""
-        client = super().authenticate_client(request, methods, endpoint)
+        try:
+            client = super().authenticate_client(request, methods, endpoint)
+        except InvalidClientError as exc:
+            if str(exc.description or "").startswith("The client cannot authenticate"):
+                exc.description = self._why_not_authenticated(request)  # say what was wrong (issue 13)
+            raise
         body_client_id = request.form.get("client_id")
         if body_client_id is not None and body_client_id != client.client_id:
             status = 401 if request.headers.get("authorization") else 400
             raise InvalidClientError(description="client_id does not match the authenticated client", status_code=status)
         return client
+
+    def _why_not_authenticated(self, request: OAuth2Request) -> str:
+        """What the request presented against what the client is registered for; nothing about
+        any other client, and never whether a secret was close."""
+        from authlib.oauth2.rfc6749.util import extract_basic_authorization
+
+        basic_id, _ = extract_basic_authorization(request.headers)
+        form = request.form
+        if basic_id:
+            presented, client_id = "client_secret_basic", basic_id
+        elif form.get("client_assertion"):
+            presented, client_id = "private_key_jwt", form.get("client_id")
+        elif form.get("client_secret"):
+            presented, client_id = "client_secret_post", form.get("client_id")
+        else:
+            presented, client_id = "none", form.get("client_id")
+        client = self.nixa.clients.get(client_id) if client_id else None
+        if client is None:
+            return "Unknown client_id, or no client authentication in the request."
+        registered = client.metadata.get("token_endpoint_auth_method", "client_secret_basic")
+        if presented == "none":
+            return f"No client authentication in the request: this client authenticates with {registered}."
+        if presented != registered:
+            return f"This client is registered for {registered}, and the request used {presented}."
+        return "The client secret is wrong." if presented.startswith("client_secret") else "The client assertion was not accepted."
 
     def save_token(self, token: dict, request: OAuth2Request) -> None:
         """Tokens are persisted as they are issued (see issue_tokens)."""

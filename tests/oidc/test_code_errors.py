@@ -42,3 +42,23 @@ def test_each_refused_code_says_why(nixa, browser, http):  # noqa: ANN001
                                        "code_verifier": verifier}, auth=(other.client_id, other.secret)).json()
     assert stolen["error"] == "invalid_grant" and "another client" in stolen["error_description"]
     assert "already used" in _redeem(http, client, theirs, verifier).json()["error_description"]  # a stolen code is spent
+
+
+def test_a_refused_client_authentication_says_what_was_wrong(nixa, http):  # noqa: ANN001
+    basic = register_client(nixa, grant_types=["client_credentials"], response_types=[], redirect_uris=[])
+    post = register_client(nixa, grant_types=["client_credentials"], response_types=[], redirect_uris=[],
+                           token_endpoint_auth_method="client_secret_post")
+    form = {"grant_type": "client_credentials"}
+
+    wrong = http.post("/token", data=form, auth=(basic.client_id, "not-the-secret-" + "x" * 20))
+    assert wrong.status_code == 401 and wrong.json()["error_description"] == "The client secret is wrong."
+    as_post = http.post("/token", data={**form, "client_id": basic.client_id, "client_secret": basic.secret})
+    assert "registered for client_secret_basic, and the request used client_secret_post" in as_post.json()["error_description"]
+    as_basic = http.post("/token", data=form, auth=(post.client_id, post.secret))
+    assert as_basic.status_code == 401
+    assert "registered for client_secret_post, and the request used client_secret_basic" in as_basic.json()["error_description"]
+    nothing = http.post("/token", data={**form, "client_id": post.client_id})
+    assert "No client authentication" in nothing.json()["error_description"]
+    unknown = http.post("/token", data=form, auth=("no-such-client", "whatever-" + "x" * 30)).json()
+    assert unknown["error"] == "invalid_client" and basic.client_id not in str(unknown) and post.client_id not in str(unknown)
+    assert http.post("/token", data=form, auth=(basic.client_id, basic.secret)).status_code == 200
