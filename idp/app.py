@@ -258,9 +258,18 @@ def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) ->
     from idp.login.federated import router as federated_router
 
     app.include_router(federated_router)
+    from idp.login.totp import router as totp_router
+
+    app.include_router(totp_router)
+    from idp.login.passkey_routes import router as passkey_router
+
+    app.include_router(passkey_router)
     from idp.account.routes import router as account_router
 
     app.include_router(account_router)
+    from idp.account.second_factors import router as second_factors_router
+
+    app.include_router(second_factors_router)
     app.add_middleware(SecurityHeaders, hsts=nixa.settings.issuer.startswith("https://"))
     from pathlib import Path
 

@@ -59,6 +59,19 @@ EVENT_TYPES = frozenset(
         "identity.merged",
         "identity.link_refused",
         "identity.reported",  # the citizen said a linked identity was not theirs (account page)
+        "passkey.registered",
+        "passkey.removed",
+        "passkey.used",
+        "passkey.refused",  # an assertion or registration not accepted (expired challenge, bad signature, unknown key, level)
+        "passkey.cloned",  # a sign count that did not increase: the credential is flagged
+        "totp.enrolled",  # an authenticator app confirmed with its first code (account page)
+        "totp.removed",
+        "totp.used",  # a code from the app accepted as a sign-in's second step
+        "totp.refused",  # a wrong, replayed or throttled code
+        "recovery.codes_generated",  # a new set (the old one void)
+        "recovery.code_used",
+        "recovery.code_refused",
+        "recovery.reset",  # every factor lost: app and codes removed after a fresh re-proof
         "person.status_changed",
         "notification.sent",
         "notification.failed",

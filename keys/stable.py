@@ -24,7 +24,7 @@ from idp.store.models import SigningKey, StableSecret
 from keys.sealing import Sealer, place
 
 # The names are the HKDF labels the master key derived them under before (keep them).
-STABLE_SECRETS = ("pairwise-subject", "client-secret", "csrf", "access-token-person")
+STABLE_SECRETS = ("pairwise-subject", "client-secret", "csrf", "access-token-person", "recovery-code")
 
 
 def _aad(name: str) -> str:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make this checkout ready to run: system packages the tests and the demo need, the Python
-# venv in .venv, and the Node packages of the interop tests. Idempotent and quick when
+# venv in .venv, and the Node packages of the interop and browser tests. Idempotent and quick when
 # nothing changed, so `make demo|test|bench` can call it every time.
 set -euo pipefail
 
@@ -97,3 +97,4 @@ npm_install() {
 
 npm_install tests/interop/node
 npm_install connectors/oidc/sandbox
+npm_install tests/browser/axe

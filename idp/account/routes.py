@@ -20,6 +20,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from idp.account import service, signin
+from idp.account.browsers import describe
+from idp.identity import passkeys
 from idp.login.pages import (
     browser_id,
     ensure_browser_id,
@@ -38,7 +40,9 @@ from idp.oidc.params import BadRequest, read_form, read_query
 router = APIRouter()
 
 VN_TIME = dt.timezone(dt.timedelta(hours=7))  # Indochina Time, no daylight saving
-NOTICES = frozenset({"unlinked", "reported", "session_ended", "sessions_ended", "consent_revoked", "signed_in_again"})
+NOTICES = frozenset({"unlinked", "reported", "session_ended", "sessions_ended", "consent_revoked", "signed_in_again",
+                     "passkey_registered", "passkey_removed", "totp_started", "totp_enrolled", "totp_removed", "recover",
+                     "factors_reset"})
 
 
 @dataclass
@@ -115,7 +119,10 @@ def _page(request: Request, v: Visitor, template: str, status: int = 200, **ctx:
                   browser_text=browser_text, **ctx)
 
 
-def _overview(request: Request, v: Visitor, *, notice: str | None = None, error: str | None = None, status: int = 200) -> Response:
+def _overview(request: Request, v: Visitor, *, notice: str | None = None, error: str | None = None, status: int = 200,
+              **extra: Any) -> Response:
+    from idp.account import second_factors  # its routes are built on this module's
+
     nixa, pid = v.nixa, v.person_id
     links = service.links(nixa, pid)
     # What the page offers to remove; service.unlink checks it again on the POST.
@@ -123,7 +130,9 @@ def _overview(request: Request, v: Visitor, *, notice: str | None = None, error:
     removable = {x.id for x in links if len(links) > 1 and (not x.proves_national_id or proving - {x.id})}
     return _page(request, v, "account.html", status, notice=notice, error=error,
                  profile=service.profile(nixa, pid), links=links, removable=removable,
-                 sessions=service.sessions(nixa, pid, v.session.sid), consents=service.consents(nixa, pid))
+                 sessions=service.sessions(nixa, pid, v.session.sid), consents=service.consents(nixa, pid),
+                 passkeys=passkeys.credentials(nixa, pid), passkey_name=_passkey_name(request, v.t),
+                 **second_factors.view(v), **extra)
 
 
 @router.get("/account")
@@ -172,9 +181,12 @@ def _checked(request: Request, form: dict[str, str], action: Any, max_age: int) 
         return message(request, v.t, "error_csrf", 403)
     ip = client_ip(request, v.nixa)
     try:
-        notice, section = action(v, form, ip)
+        outcome = action(v, form, ip)
     except service.Refused as refused:
         return _overview(request, v, error=refused.code, status=409)
+    if isinstance(outcome, Response):  # a page that shows something once (new recovery codes)
+        return outcome
+    notice, section = outcome
     return redirect(f"/account?notice={notice}#{section}")
 
 
@@ -212,6 +224,66 @@ async def end_other_sessions(request: Request) -> Response:
         return "sessions_ended", "sessions"
 
     return await _post(request, act)
+
+
+# ---- passkeys ------------------------------------------------------------------------------------
+
+
+def _passkey_name(request: Request, t: Any) -> str:
+    """The name a new passkey is offered under: the browser and system it is made on."""
+    browser, system = describe(request.headers.get("user-agent", ""))
+    if browser and system:
+        return t("account_browser_on", browser=browser, os=system)[:passkeys.NAME_MAX]
+    return (browser or system or t("passkey_default_name"))[:passkeys.NAME_MAX]
+
+
+@router.post("/account/passkeys/options")
+async def passkey_options(request: Request) -> Response:
+    """navigator.credentials.create() options (JSON). A sign-in too old for the account page is
+    401: the script reloads the page, which asks for a fresh sign-in."""
+    nixa = nixa_of(request)
+    try:
+        form = await read_form(request, max_body=nixa.settings.max_body_bytes, max_length=nixa.settings.max_param_length)
+    except BadRequest as exc:
+        return Response(status_code=exc.status)
+    return await run_in_threadpool(_passkey_options, request, form)
+
+
+def _passkey_options(request: Request, form: dict[str, str]) -> Response:
+    v = _visitor(request)
+    if isinstance(v, Response):
+        return Response(status_code=401, headers={"Cache-Control": "no-store"})
+    if not check_csrf(v.nixa.csrf_key, browser_id(request), f"account:{v.session.sid}", form.get("csrf")):
+        return Response(status_code=403, headers={"Cache-Control": "no-store"})
+    try:
+        options = passkeys.registration_options(v.nixa, v.session, v.browser)
+    except passkeys.PasskeyRefused:
+        return Response(status_code=401, headers={"Cache-Control": "no-store"})
+    return Response(options, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+@router.post("/account/passkeys/register")
+async def register_passkey(request: Request) -> Response:
+    def act(v: Visitor, form: dict[str, str], ip: str | None) -> tuple[str, str]:
+        try:
+            passkeys.register(v.nixa, v.session, v.browser, form.get("credential", ""), form.get("name", ""), ip=ip)
+        except passkeys.PasskeyRefused as refused:
+            raise service.Refused(refused.code) from None
+        return "passkey_registered", "passkeys"
+
+    return await _post(request, act)
+
+
+@router.post("/account/passkeys/remove")
+async def remove_passkey(request: Request) -> Response:
+    def act(v: Visitor, form: dict[str, str], ip: str | None) -> tuple[str, str]:
+        try:
+            passkeys.remove(v.nixa, v.person_id, form.get("credential_id", ""), ip=ip)
+        except passkeys.PasskeyRefused as refused:
+            raise service.Refused(refused.code) from None
+        return "passkey_removed", "passkeys"
+
+    return await _post(request, act, max_age=signin.SENSITIVE_MAX_AGE)
 
 
 @router.post("/account/consents/revoke")

@@ -81,8 +81,9 @@ ul.holdings li{{margin:.25rem 0}} footer{{margin-top:2rem;color:#555;font-size:.
 def _page(portal: Portal, body: str) -> str:
     return (f'<!doctype html><html lang="vi"><head><meta charset="utf-8"><title>{html.escape(portal.name_vi)}</title>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE.format(color=portal.color)}</style>'
-            f'</head><body><header><strong>{html.escape(portal.name_vi)}</strong> · {html.escape(portal.name_en)}</header>'
-            f'<main id="main">{body}</main><footer>Dữ liệu minh hoạ, không phải dữ liệu thật · Synthetic demo data</footer>'
+            f'</head><body><header><strong>{html.escape(portal.name_vi)}</strong> · '
+            f'<span lang="en">{html.escape(portal.name_en)}</span></header><main id="main">{body}</main>'
+            '<footer>Dữ liệu minh hoạ, không phải dữ liệu thật · <span lang="en">Synthetic demo data</span></footer>'
             '</body></html>')
 
 
@@ -157,29 +158,32 @@ def create_rp(issuer: str, client_id: str, client_secret: str, base_url: str, po
             step_up = ""
             if higher:
                 options = "".join(f'<option value="{v}">{label}</option>' for v, label in higher)
-                step_up = ('<form method="get" action="/login"><p><label for="acr">Đăng nhập ở mức cao hơn · Sign in at a higher level'
-                           f'</label> <select id="acr" name="acr">{options}</select> '
-                           '<button type="submit" class="secondary">Nâng mức · Step up</button></p></form>')
+                step_up = ('<form method="get" action="/login"><p><label for="acr">Đăng nhập ở mức cao hơn · '
+                           f'<span lang="en">Sign in at a higher level</span></label> <select id="acr" name="acr">{options}</select> '
+                           '<button type="submit" class="secondary">Nâng mức · <span lang="en">Step up</span></button></p></form>')
             body = (
                 f"<h1>Xin chào, {html.escape(str(info.get('name') or claims.get('name') or ''))}</h1>"
-                "<p>Bạn đã đăng nhập qua NIXA · You are signed in through NIXA.</p>"
-                f"<p>Mức độ đảm bảo · Level: <span class='badge'>{html.escape(LEVEL_NAMES.get(acr, acr))}</span></p>"
-                f"<h2>{html.escape(portal.holdings_title_vi)} · {html.escape(portal.holdings_title_en)}</h2>"
+                "<p>Bạn đã đăng nhập qua NIXA · <span lang='en'>You are signed in through NIXA.</span></p>"
+                "<p>Mức độ đảm bảo · <span lang='en'>Level</span>: "
+                f"<span class='badge'>{html.escape(LEVEL_NAMES.get(acr, acr))}</span></p>"
+                f"<h2>{html.escape(portal.holdings_title_vi)} · <span lang='en'>{html.escape(portal.holdings_title_en)}</span></h2>"
                 f"<ul class='holdings'>{items}</ul>{step_up}"
                 + ('<form method="post" action="/refresh"><button type="submit" class="secondary">Cập nhật thông tin từ NIXA · '
-                   'Update my details from NIXA</button></form>' if user.get("key") in refresh_tokens else "")
+                   '<span lang="en">Update my details from NIXA</span></button></form>' if user.get("key") in refresh_tokens else "")
                 +
-                '<form method="post" action="/logout"><button type="submit">Đăng xuất · Sign out</button></form>'
-                '<p><a href="/dev">Xem token (dành cho nhà phát triển) · Token view for developers</a></p>'
+                '<form method="post" action="/logout"><button type="submit">Đăng xuất · <span lang="en">Sign out</span></button></form>'
+                '<p><a href="/dev">Xem token (dành cho nhà phát triển) · '
+                '<span lang="en">Token view for developers</span></a></p>'
             )
         else:
             options = "".join(f'<option value="{v}">{label}</option>' for v, label in LEVELS)
             body = (
                 f"<h1>{html.escape(portal.name_vi)}</h1><p>Đăng nhập bằng tài khoản định danh quốc gia NIXA.<br>"
-                "Sign in with your NIXA national identity.</p>"
-                '<form method="get" action="/login"><p><label for="acr">Mức độ đảm bảo · Level of assurance</label> '
+                "<span lang='en'>Sign in with your NIXA national identity.</span></p>"
+                '<form method="get" action="/login"><p><label for="acr">Mức độ đảm bảo · '
+                '<span lang="en">Level of assurance</span></label> '
                 f'<select id="acr" name="acr">{options}</select></p>'
-                '<p><button type="submit">Đăng nhập bằng NIXA · Sign in with NIXA</button></p></form>'
+                '<p><button type="submit">Đăng nhập bằng NIXA · <span lang="en">Sign in with NIXA</span></button></p></form>'
             )
         return HTMLResponse(_page(portal, body))
 
@@ -188,8 +192,8 @@ def create_rp(issuer: str, client_id: str, client_secret: str, base_url: str, po
         if not user:
             return RedirectResponse("/", status_code=303)
         body = (
-            "<h1>Token (nhà phát triển) · Tokens (developers)</h1>"
-            "<h2>ID token đã xác minh · Verified ID-token claims</h2>"
+            "<h1>Token (nhà phát triển) · <span lang='en'>Tokens (developers)</span></h1>"
+            "<h2>ID token đã xác minh · <span lang='en'>Verified ID-token claims</span></h2>"
             f"<pre>{html.escape(json.dumps(user['id_token_claims'], indent=2, ensure_ascii=False))}</pre>"
             "<h2>UserInfo</h2>"
             f"<pre>{html.escape(json.dumps(user['userinfo'], indent=2, ensure_ascii=False))}</pre><p><a href='/'>←</a></p>"
@@ -205,8 +209,8 @@ def create_rp(issuer: str, client_id: str, client_secret: str, base_url: str, po
     async def callback(request: Request) -> Any:
         if "error" in request.query_params:
             msg = html.escape(request.query_params.get("error_description") or request.query_params["error"])
-            return HTMLResponse(_page(portal, f"<h1>Không đăng nhập được · Sign-in failed</h1><p role='alert'>{msg}</p>"
-                                              "<p><a href='/'>←</a></p>"), status_code=400)
+            return HTMLResponse(_page(portal, "<h1>Không đăng nhập được · <span lang='en'>Sign-in failed</span></h1>"
+                                              f"<p role='alert'>{msg}</p><p><a href='/'>←</a></p>"), status_code=400)
         token = await oauth.nixa.authorize_access_token(request)  # validates the ID token (signature, iss, aud, nonce)
         userinfo = await oauth.nixa.userinfo(token=token)
         key = secrets.token_urlsafe(16)
@@ -229,9 +233,12 @@ def create_rp(issuer: str, client_id: str, client_secret: str, base_url: str, po
             refresh_tokens.pop(user["key"], None)
             request.session.pop("user", None)
             msg = html.escape(exc.description or exc.error or "")
-            return HTMLResponse(_page(portal, "<h1>NIXA không còn cho phép cổng này truy cập · NIXA no longer allows this portal access</h1>"
-                                              f"<p role='alert' id='refresh-refused'>{msg}</p><p>Bạn đã được đăng xuất khỏi cổng này. · "
-                                              "You are signed out of this portal.</p><p><a href='/'>←</a></p>"), status_code=403)
+            return HTMLResponse(_page(portal, "<h1>NIXA không còn cho phép cổng này truy cập · "
+                                              "<span lang='en'>NIXA no longer allows this portal access</span></h1>"
+                                              f"<p role='alert' id='refresh-refused'>{msg}</p>"
+                                              "<p>Bạn đã được đăng xuất khỏi cổng này. · "
+                                              "<span lang='en'>You are signed out of this portal.</span></p><p><a href='/'>←</a></p>"),
+                                status_code=403)
         refresh_tokens[user["key"]] = token.get("refresh_token") or refresh_tokens[user["key"]]  # rotated
         request.session["user"] = user
         return RedirectResponse("/", status_code=303)

@@ -78,3 +78,12 @@ def consent_granted(nixa: Any, person_id: str, client_name: str, ip: str | None)
            f"NIXA: Ban vua dong y chia se thong tin voi {unaccented(client_name)} luc {at}. "
            f"/ You agreed to share your data with {unaccented(client_name)} at {at}.",
            ip=ip)
+
+
+def passkey_registered(nixa: Any, person_id: str, name: str, ip: str | None) -> None:
+    """A new passkey signs this person in from now on: they must hear of one they did not add."""
+    at = when(nixa)
+    label = unaccented(name)[:30]
+    notify(nixa, person_id, "passkey.registered",
+           f"NIXA: Khoa truy cap \"{label}\" vua duoc them vao tai khoan cua ban luc {at}. Neu khong phai ban, hay go ngay. "
+           f"/ Passkey \"{label}\" was added to your ID at {at}. Not you? Remove it now.", ip=ip)

@@ -20,6 +20,7 @@ from connectors.base import (
 )
 from connectors.population.cccd import normalize_pin
 from connectors.telecom.phone import normalize_msisdn
+from idp.identity import factors, passkeys
 from idp.identity.linking import PROOF_TYPES
 
 LOCAL_METHOD = "local"
@@ -126,26 +127,70 @@ def _username_hint(hint: str | None) -> str | None:
     return hint if hint and _USERNAME_HINT.match(hint) else None
 
 
+def passkey_method(pending: Any, t: Any, required: int) -> dict:
+    """Usernameless sign-in with a passkey (idp/identity/passkeys.py). A passkey earns the level
+    of the session that registered it, so it is offered only where another method reaches the
+    level (no session could have bound a passkey above every method there is), at the level
+    asked; the credential's own level is checked after the assertion."""
+    return {"id": passkeys.METHOD, "kind": "passkey", "loa": max(int(required), int(LevelOfAssurance.LOW)), "label": t("method_passkey"),
+            "action": f"/interaction/{pending.rid}/passkey", "options": f"/interaction/{pending.rid}/passkey/options", "fields": [],
+            "button": t("passkey_sign_in"), "staff": False}
+
+
+def _local_method(pending: Any, t: Any, loa: int) -> dict:
+    """The NIXA password: the whole sign-in at low; at substantial, the first of two steps
+    (a second factor follows, idp/login/totp.py)."""
+    return {
+        "id": LOCAL_METHOD, "kind": "form", "loa": loa, "label": t("method_local" if loa <= LevelOfAssurance.LOW else "method_local_totp"),
+        "action": f"/interaction/{pending.rid}/local",
+        "fields": [
+            {"name": "username", "label": t("username"), "kind": "text", "autocomplete": "username", "pattern": None,
+             "value": _username_hint(pending.params.get("login_hint"))},
+            {"name": "password", "label": t("password"), "kind": "password", "autocomplete": "current-password", "pattern": None,
+             "value": None},
+        ],
+        "staff": False,
+    }
+
+
+def password_step(pending: Any) -> dict | None:
+    """This request's NIXA password step (the first factor), if it was done."""
+    return next((s for s in reversed(pending.steps) if s["method"] == LOCAL_METHOD), None)
+
+
+def second_factor_methods(nixa: Any, pending: Any, t: Any) -> list[dict]:
+    """After the NIXA password in this very request, the second step that lifts it to
+    substantial: offered only to the person the password proved, only with a confirmed
+    authenticator app (recovery codes stand in for it)."""
+    step = password_step(pending)
+    if step is None or pending.proofing or pending.proof_level > factors.LEVEL:
+        return []
+    out = []
+    for method in factors.second_factors(nixa, step["person_id"]):
+        totp = method == factors.TOTP_METHOD
+        out.append({"id": method, "kind": "form", "loa": factors.LEVEL, "label": t("method_totp" if totp else "method_recovery_code"),
+                    "action": f"/interaction/{pending.rid}/{method}", "button": t("continue"), "staff": False,
+                    "fields": [{"name": "code", "label": t("totp_code" if totp else "recovery_code"), "kind": "text",
+                                "autocomplete": "one-time-code" if totp else "off", "pattern": "[0-9]{6}" if totp else None,
+                                "value": None}],
+                    "help_url": "/account/recover", "help_label": t("lost_device")})
+    return out
+
+
 def available_methods(nixa: Any, pending: Any, t: Any, csrf: str) -> list[dict]:
     proofing = bool(pending.proofing)
     required = pending.proof_level
     methods: list[dict] = []
     if not proofing and nixa.settings.local_accounts and required <= LevelOfAssurance.LOW:
-        methods.append({
-            "id": LOCAL_METHOD, "kind": "form", "loa": int(LevelOfAssurance.LOW), "label": t("method_local"),
-            "action": f"/interaction/{pending.rid}/local",
-            "fields": [
-                {"name": "username", "label": t("username"), "kind": "text", "autocomplete": "username", "pattern": None,
-                 "value": _username_hint(pending.params.get("login_hint"))},
-                {"name": "password", "label": t("password"), "kind": "password", "autocomplete": "current-password", "pattern": None,
-                 "value": None},
-            ],
-            "staff": False,
-        })
+        methods.append(_local_method(pending, t, int(LevelOfAssurance.LOW)))
     for m in connector_methods(nixa, required, t, proofing):
         m["action"] = f"/interaction/{pending.rid}/{m.pop('action_suffix')}"
         methods.append(m)
+    if not proofing and nixa.settings.local_accounts and required == factors.LEVEL:
+        methods.append(_local_method(pending, t, factors.LEVEL))
+    if methods and not proofing:
+        methods.append(passkey_method(pending, t, required))
     # The recommended method first: the least effort that reaches the level asked (the lowest
     # sufficient level), then the operator's order of the connectors (stable sort).
     methods.sort(key=lambda m: m["loa"])
-    return methods
+    return second_factor_methods(nixa, pending, t) + methods

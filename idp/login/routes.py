@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from connectors.base import LevelOfAssurance, NotAllowed, SessionEndingConnector, canonical_username
-from idp.identity import notify
+from idp.identity import factors, notify
 from idp.identity import status as id_status
 from idp.login import flow
 from idp.login.methods import LOCAL_METHOD, available_methods, combine_dates
@@ -176,12 +176,14 @@ def refuse_method(request: Request, nixa: Any, pending: flow.Pending, t: Any, me
 
 
 def signed_in(request: Request, nixa: Any, pending: flow.Pending, t: Any, *, person_id: str, loa: int, amr: list[str],
-              method: str, upstream: dict[str, dict] | None = None) -> Response:
+              method: str, upstream: dict[str, dict] | None = None, first_factor: bool = False) -> Response:
     """A method proved who the person is: establish or step up the SSO session, move on.
     The one door to a session: the step must reach the level this request needs, and the
-    registry must still hold the person's ID as usable."""
+    registry must still hold the person's ID as usable. A `first_factor` (the password before
+    its second step) is the exception: the session gets only the level it proved, and the
+    request stays open for the second step."""
     ip = client_ip(request, nixa)
-    if loa < pending.required_loa:
+    if loa < pending.required_loa and not first_factor:
         nixa.events.emit("login.failed", person_id=person_id, client_id=pending.client_id, ip=ip,
                          data={"method": method, "reason": "level_not_reached", "loa": loa})
         return message(request, t, "error_method_not_offered", 400)
@@ -232,7 +234,8 @@ def _local_login(request: Request, nixa: Any, pending: flow.Pending | None, t: A
     except ValueError:
         username = ""
     ip = client_ip(request, nixa)
-    guard = {"method": LOCAL_METHOD, "level": level, "identifier": username, "ip": ip, "request_id": pending.rid,
+    # The password's own level, whatever the request asks: one counter per password.
+    guard = {"method": LOCAL_METHOD, "level": int(LevelOfAssurance.LOW), "identifier": username, "ip": ip, "request_id": pending.rid,
              "browser": browser_id(request)}
     wait = nixa.throttle.secret_attempt(**guard)  # counted before the check: parallel guesses cannot pass the limit
     if wait:
@@ -243,7 +246,13 @@ def _local_login(request: Request, nixa: Any, pending: flow.Pending | None, t: A
         nixa.events.emit("login.failed", client_id=pending.client_id, ip=ip, data={"method": "local", "reason": "invalid_credentials"})
         return _show_step(request, nixa, pending, t, error=t("invalid_credentials"), status=401, failed=LOCAL_METHOD)
     nixa.throttle.secret_succeeded(**guard)
-    return signed_in(request, nixa, pending, t, person_id=person_id, loa=int(LevelOfAssurance.LOW), amr=["pwd"], method="local")
+    first_factor = level > LevelOfAssurance.LOW  # offered as the first of two steps (methods.py)
+    if first_factor and not factors.second_factors(nixa, person_id):
+        nixa.events.emit("login.failed", person_id=person_id, client_id=pending.client_id, ip=ip,
+                         data={"method": LOCAL_METHOD, "reason": "no_second_factor"})
+        return _show_step(request, nixa, pending, t, error=t("no_second_factor"), status=403, failed=LOCAL_METHOD)
+    return signed_in(request, nixa, pending, t, person_id=person_id, loa=int(LevelOfAssurance.LOW), amr=["pwd"], method="local",
+                     first_factor=first_factor)
 
 
 @router.post("/interaction/{rid}/consent")

@@ -7,7 +7,6 @@ consent removes it; the data export holds all of it."""
 from __future__ import annotations
 
 import random
-import secrets
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
@@ -22,38 +21,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 from connectors.population.demo_data import DEMO_PINS
 from connectors.telecom.phone import normalize_msisdn
 from idp.demo.rp import E_TAX, PUBLIC_SERVICES
-from tests.browser.conftest import assert_fits, demo_portals, phone_screen
-from tests.connectors.sandboxes import running_sandbox
+from tests.browser.conftest import assert_accessible, assert_fits, demo_portals, phone_screen
 from tests.connectors.telecom.outbox import latest_code
-
-CONNECTORS = ("population", "telecom")
-
-
-@pytest.fixture(scope="module")
-def registry(live, tmp_path_factory) -> Iterator[dict]:  # noqa: ANN001
-    keys = {"registry": secrets.token_urlsafe(16), "sms": secrets.token_urlsafe(16)}
-    work = tmp_path_factory.mktemp("journey")
-    with (
-        running_sandbox("connectors.population.sandbox", f"--api-key={keys['registry']}", "--db", str(work / "registry.db"),
-                        "--generate", "50") as reg,
-        running_sandbox("connectors.telecom.sandbox", f"--api-key={keys['sms']}") as sms,
-    ):
-        connectors = live.nixa.connectors
-        connectors.upsert("population", "population", {"base_url": reg.base_url, "api_key": keys["registry"], "otp_connector": "telecom",
-                                                       "challenge_loa": "substantial"}, loa="low", display_name_vi="Dân cư",
-                          display_name_en="Registry")
-        connectors.upsert("telecom", "telecom_sms", {"base_url": sms.base_url, "api_key": keys["sms"], "resend_after": 0}, loa="low",
-                          display_name_vi="SMS", display_name_en="SMS")
-        connectors._refresh(force=True)
-        try:
-            yield {"db": work / "registry.db", "sms": sms}
-        finally:
-            for cid in CONNECTORS:
-                entry = connectors.entry(cid)
-                if entry:
-                    connectors.upsert(cid, entry.type, entry.config, loa=int(entry.loa), enabled=False)
-            connectors._refresh(force=True)
-
 
 @pytest.fixture(scope="module")
 def portals(live) -> Iterator[dict]:  # noqa: ANN001
@@ -75,7 +44,9 @@ def _citizen(db) -> tuple[str, str, str, str]:  # noqa: ANN001
 
 
 def _allow_consent(driver, wait: WebDriverWait) -> None:  # noqa: ANN001
-    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button[value='allow']"))).click()
+    allow = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button[value='allow']")))
+    assert_accessible(driver, "the consent page")
+    allow.click()
 
 
 def test_journey_across_two_portals_then_the_account_page(chromium, registry, portals, live) -> None:  # noqa: ANN001
@@ -88,12 +59,14 @@ def test_journey_across_two_portals_then_the_account_page(chromium, registry, po
     chromium.find_element(By.CSS_SELECTOR, "#acr option[value='urn:nixa:loa:substantial']").click()
     chromium.find_element(By.CSS_SELECTOR, "form[action='/login'] button").click()
     wait.until(ec.presence_of_element_located((By.ID, "population-challenge-pin"))).send_keys(pin)
+    assert_accessible(chromium, "the sign-in page at substantial")
     chromium.find_element(By.ID, "population-challenge-full_name").send_keys(name)
     year, month, day = born.split("-")  # typed as a person reads it on the card: day, month, year
     chromium.find_element(By.ID, "population-challenge-date_of_birth-day").send_keys(day)
     chromium.find_element(By.ID, "population-challenge-date_of_birth-month").send_keys(month)
     chromium.find_element(By.ID, "population-challenge-date_of_birth-year").send_keys(year + Keys.ENTER)
     code_field = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "input[name='otp']")))
+    assert_accessible(chromium, "the SMS code page")
     code_field.send_keys(latest_code(registry["sms"].base_url, phone))
     code_field.submit()
     _allow_consent(chromium, wait)
@@ -117,6 +90,7 @@ def test_journey_across_two_portals_then_the_account_page(chromium, registry, po
     chromium.get(live.url + "/account")
     consents = wait.until(ec.presence_of_element_located((By.ID, "consents"))).text
     assert PUBLIC_SERVICES.name_vi in consents and E_TAX.name_vi in consents
+    assert_accessible(chromium, "the account page")
     [current] = chromium.find_elements(By.CSS_SELECTOR, "#sessions tr.current")
     apps = current.find_element(By.CSS_SELECTOR, ".session-apps").text
     assert PUBLIC_SERVICES.name_vi in apps and E_TAX.name_vi in apps, apps
@@ -126,6 +100,7 @@ def test_journey_across_two_portals_then_the_account_page(chromium, registry, po
     wait.until(ec.staleness_of(before))  # the page after the POST, not the one it was sent from
     consents = wait.until(ec.presence_of_element_located((By.ID, "consents"))).text
     assert PUBLIC_SERVICES.name_vi in consents and E_TAX.name_vi not in consents
+    assert_accessible(chromium, "the account page after a revocation")
 
     # revoking the consent revoked e-tax's refresh token at once: the portal is refused and signs out
     chromium.get(portals["tax"]["url"] + "/")
@@ -138,15 +113,18 @@ def test_journey_across_two_portals_then_the_account_page(chromium, registry, po
     chromium.get(live.url + "/account/access-log")
     log = wait.until(ec.presence_of_element_located((By.TAG_NAME, "main"))).text
     assert PUBLIC_SERVICES.name_vi in log and E_TAX.name_vi in log
+    assert_accessible(chromium, "the access log")
 
     # the account pages work on a 320 px phone
     with phone_screen(chromium):
         chromium.get(live.url + "/account")
         wait.until(ec.presence_of_element_located((By.ID, "sessions")))
         assert_fits(chromium, "the account page")
+        assert_accessible(chromium, "the account page on a phone")
         chromium.get(live.url + "/account/access-log")
         wait.until(ec.presence_of_element_located((By.TAG_NAME, "main")))
         assert_fits(chromium, "the access log")
+        assert_accessible(chromium, "the access log on a phone")
 
     # 5. the export, fetched with this browser's cookies, holds the journey
     cookies = {c["name"]: c["value"] for c in chromium.get_cookies()}

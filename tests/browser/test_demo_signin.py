@@ -12,6 +12,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from idp.demo.rp import create_rp
+from tests.browser.conftest import assert_accessible
 from tests.conftest import LiveServer, free_port, make_citizen, register_client
 
 
@@ -39,6 +40,7 @@ def test_keyboard_sign_in_and_out_on_the_demo_portal(chromium, portal, live) -> 
     for field in chromium.find_elements(By.CSS_SELECTOR, "main input:not([type=hidden])"):
         labels = chromium.find_elements(By.CSS_SELECTOR, f"label[for='{field.get_attribute('id')}']")
         assert labels and labels[0].text.strip(), f"input {field.get_attribute('id')} has no label"
+    assert_accessible(chromium, "the sign-in page")
     body = chromium.find_element(By.TAG_NAME, "body")
     body.send_keys(Keys.TAB)
     assert chromium.switch_to.active_element.get_attribute("class") == "skip"  # first Tab: skip link
@@ -49,6 +51,7 @@ def test_keyboard_sign_in_and_out_on_the_demo_portal(chromium, portal, live) -> 
     # consent, then back at the portal with the verified claims
     allow = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button[value='allow']")))
     assert "Cổng thử nghiệm" in chromium.page_source
+    assert_accessible(chromium, "the consent page")
     allow.send_keys(Keys.ENTER)
     wait.until(ec.url_to_be(portal["url"] + "/"))
     page = chromium.find_element(By.TAG_NAME, "main").text

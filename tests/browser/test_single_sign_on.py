@@ -13,7 +13,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.browser.conftest import demo_portals
+from tests.browser.conftest import assert_accessible, demo_portals
 from tests.conftest import make_citizen
 
 
@@ -37,6 +37,7 @@ def test_sign_in_once_sign_out_once_across_two_portals(chromium, portals, live) 
     chromium.get(portals["services"]["url"] + "/")
     chromium.find_element(By.CSS_SELECTOR, "form[action='/login'] button").click()
     wait.until(ec.presence_of_element_located((By.ID, "local-username"))).send_keys(citizen.username)
+    assert_accessible(chromium, "the sign-in page")
     chromium.find_element(By.ID, "local-password").send_keys(citizen.password + Keys.ENTER)
     wait.until(ec.url_to_be(portals["services"]["url"] + "/"))
     assert "Xin chào, Lê Thị Hoa" in chromium.find_element(By.TAG_NAME, "main").text

@@ -23,6 +23,7 @@ from starlette.testclient import TestClient
 
 from connectors.population.demo_data import DEMO_PINS
 from connectors.telecom.phone import normalize_msisdn
+from idp.i18n import messages
 from idp.identity import status as id_status
 from idp.store.models import AuditEvent, LinkedIdentity, Person
 from tests.conftest import authorize, form_action, hidden, make_citizen, query_of, register_client
@@ -138,10 +139,12 @@ def test_attack1_default_acr_values_and_minimum_level_are_enforced(nixa, federat
     strict = register_client(nixa, nixa_first_party=True, default_acr_values=[SUBSTANTIAL])
     with own_browser(app) as b:
         rid, page, _ = login_page(b, strict)  # no acr_values: the client's default applies
-        assert "/local" not in page and "/challenge/population" in page
+        # the password only as step one of password + authenticator app (login/test_totp.py), never alone
+        assert messages("vi")["method_local"] not in page and messages("vi")["method_local_totp"] in page
+        assert "/challenge/population" in page
         r = b.post(f"/interaction/{rid}/local", data={"csrf": hidden(page, "csrf"), "username": citizen.username,
                                                        "password": citizen.password})
-        assert r.status_code == 400 and "location" not in r.headers
+        assert r.status_code == 403 and "location" not in r.headers and b.cookies.get("nixa_session") is None
     high_only = register_client(nixa, nixa_first_party=True, nixa_minimum_acr=HIGH)
     with own_browser(app) as b:
         _, page, _ = login_page(b, high_only, acr_values=LOW)  # asking for less than the minimum gets the minimum
