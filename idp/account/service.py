@@ -348,4 +348,19 @@ def export(nixa: Any, person_id: str, current_sid: str) -> dict[str, Any]:
                       "operating_system": v.system, "address": v.ip, "level": v.loa, "methods": v.methods,
                       "current": v.current} for v in sessions(nixa, person_id, current_sid)],
         "access_log": [access_log_json(r) for r in access_log_all(nixa, person_id, AccessLogFilter())],
+        "second_factors": second_factors_json(nixa, person_id),
+    }
+
+
+def second_factors_json(nixa: Any, person_id: str) -> dict[str, Any]:
+    """Passkeys (their names, levels and dates: never a key or credential id), the authenticator
+    app's dates (never its secret) and how many recovery codes are left (never a code)."""
+    from idp.identity import factors, passkeys
+
+    app = factors.totp_state(nixa, person_id)
+    return {
+        "passkeys": [{"name": p.name, "level": p.loa, "created_at": iso(p.created_at), "last_used_at": iso(p.last_used_at),
+                      "flagged_as_cloned_at": iso(p.flagged_at)} for p in passkeys.credentials(nixa, person_id)],
+        "authenticator_app": {"added_at": iso(app.created_at), "confirmed_at": iso(app.confirmed_at)} if app else None,
+        "recovery_codes_left": factors.recovery_codes_left(nixa, person_id),
     }

@@ -370,6 +370,15 @@ def test_download_all_my_data_without_secrets(nixa, browser, http, open_accounts
     prove(nixa, citizen.person_id, "test-operator-e", nid=nid, ip="203.0.113.9")
     tokens = code_flow(browser, http, client, citizen, scope="openid profile offline_access")
     http.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    from idp.identity import factors
+    from idp.store.models import WebAuthnCredential
+
+    credential_id = secrets.token_urlsafe(32)
+    with nixa.db.session() as s:
+        s.add(WebAuthnCredential(id=credential_id, person_id=citizen.person_id, public_key=b"cose-key", sign_count=0,
+                                 name="Điện thoại của tôi", transports=["internal"], backed_up=False, loa=2))
+    codes = factors.generate_recovery_codes(nixa, citizen.person_id, ip=None)
+    factors.start_totp(nixa, citizen.person_id)
     account = open_accounts(citizen.person_id)
     r = account.client.get("/account/export.json")
     assert r.status_code == 200 and r.headers["content-disposition"].startswith("attachment")
@@ -382,6 +391,10 @@ def test_download_all_my_data_without_secrets(nixa, browser, http, open_accounts
     assert [c["client_id"] for c in data["consents"]] == [client.client_id]
     assert len(data["sessions"]) == 2 and sum(s["current"] for s in data["sessions"]) == 1
     assert {e["client_id"] for e in data["access_log"]} == {client.client_id}
+    second = data["second_factors"]
+    assert [(p["name"], p["level"]) for p in second["passkeys"]] == [("Điện thoại của tôi", 2)]
+    assert second["authenticator_app"]["confirmed_at"] is None and second["recovery_codes_left"] == len(codes) == 10
     text = r.text
-    for secret in ("password", "argon2", "connector_data", account.cookie, account.session.sid, tokens["refresh_token"]):
+    for secret in ("password", "argon2", "connector_data", account.cookie, account.session.sid, tokens["refresh_token"],
+                   credential_id, factors.enrolment_secret(nixa, citizen.person_id), *codes):
         assert secret not in text, secret
