@@ -6,10 +6,7 @@ consent removes it; the data export holds all of it."""
 
 from __future__ import annotations
 
-import random
-import sqlite3
 from collections.abc import Iterator
-from contextlib import closing
 
 import httpx
 import pytest
@@ -18,11 +15,11 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from connectors.population.demo_data import DEMO_PINS
-from connectors.telecom.phone import normalize_msisdn
 from idp.demo.rp import E_TAX, PUBLIC_SERVICES
 from tests.browser.conftest import assert_accessible, assert_fits, demo_portals, phone_screen
 from tests.connectors.telecom.outbox import latest_code
+from tests.login.support import unused_registry_citizen
+
 
 @pytest.fixture(scope="module")
 def portals(live) -> Iterator[dict]:  # noqa: ANN001
@@ -31,16 +28,7 @@ def portals(live) -> Iterator[dict]:  # noqa: ANN001
 
 
 def _citizen(db) -> tuple[str, str, str, str]:  # noqa: ANN001
-    with closing(sqlite3.connect(db)) as conn:
-        rows = conn.execute("SELECT pin, full_name, date_of_birth, phone FROM citizens WHERE status = 'active' AND phone != ''").fetchall()
-    random.shuffle(rows)
-    for pin, name, born, phone in rows:
-        if pin not in DEMO_PINS:
-            try:
-                return pin, name, born, normalize_msisdn(phone)
-            except ValueError:
-                continue
-    raise AssertionError("no usable citizen in the registry sandbox")
+    return unused_registry_citizen(db)
 
 
 def _allow_consent(driver, wait: WebDriverWait) -> None:  # noqa: ANN001

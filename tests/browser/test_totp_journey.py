@@ -22,8 +22,6 @@ from tests.browser.conftest import artifacts_dir, assert_accessible, demo_portal
 from tests.browser.test_citizen_journey import _allow_consent, _citizen
 from tests.connectors.telecom.outbox import latest_code
 
-_used: set[str] = set()
-
 
 @pytest.fixture(scope="module")
 def portals(live) -> Iterator[dict]:  # noqa: ANN001
@@ -60,11 +58,7 @@ class Journey:
         self.wait = WebDriverWait(driver, 20)
         self.folder = artifacts_dir(name)
         self.shots = 0
-        while True:
-            self.pin, self.name, self.born, self.phone = _citizen(registry["db"])
-            if self.pin not in _used:
-                _used.add(self.pin)
-                break
+        self.pin, self.name, self.born, self.phone = _citizen(registry["db"])  # never one another test signed in
         self.username, self.password = f"totp-{secrets.token_hex(4)}", secrets.token_urlsafe(12)
         self.secret = ""
         driver.delete_all_cookies()

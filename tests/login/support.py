@@ -61,3 +61,33 @@ def certificate_sign_in(browser, fed: dict, login_page: str, label: str = "an"):
     check_statement(statement, "http://testserver")  # what the citizen's signing plug-in checks
     signed = sign_challenge(fed["pki"].p12_path(label), "nixa-demo", statement)
     return browser.post(form_action(r.text, "/verify"), data={"csrf": hidden(r.text, "csrf"), "signed": json.dumps(signed)})
+
+
+_used_pins: set[str] = set()
+
+
+def unused_registry_citizen(registry_db) -> tuple[str, str, str, str]:  # noqa: ANN001
+    """(pin, full name, birth date, E.164 phone) of an active synthetic citizen of a registry
+    sandbox's database that no other test of this run has signed in: every sandbox is generated
+    from the same seed, and the Persons a sign-in creates live on in the shared NIXA database."""
+    import random
+    import sqlite3
+    from contextlib import closing
+
+    from connectors.population.demo_data import DEMO_PINS
+    from connectors.telecom.phone import normalize_msisdn
+
+    with closing(sqlite3.connect(registry_db)) as conn:
+        rows = conn.execute("SELECT pin, full_name, date_of_birth, phone FROM citizens WHERE status = 'active' AND phone IS NOT NULL"
+                            " AND phone != ''").fetchall()
+    random.shuffle(rows)
+    for pin, name, born, phone in rows:
+        if pin in _used_pins or pin in DEMO_PINS:
+            continue
+        try:
+            e164 = normalize_msisdn(phone)
+        except ValueError:
+            continue
+        _used_pins.add(pin)
+        return pin, name, born, e164
+    raise AssertionError("the registry sandbox ran out of citizens")

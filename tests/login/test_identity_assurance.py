@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import random
-import sqlite3
 import threading
-from contextlib import closing
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -21,7 +19,6 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from connectors.population.demo_data import DEMO_PINS
 from connectors.telecom.phone import normalize_msisdn
 from idp.i18n import messages
 from idp.identity import status as id_status
@@ -29,10 +26,9 @@ from idp.store.models import AuditEvent, LinkedIdentity, Person
 from tests.conftest import authorize, form_action, hidden, make_citizen, query_of, register_client
 from tests.connectors.oidc.upstream_browser import _FormParser, sign_in_at_upstream
 from tests.connectors.telecom.outbox import latest_code, outbox, wrong_code
-from tests.login.support import consent_if_asked, redeem_claims, registry_otp
+from tests.login.support import consent_if_asked, redeem_claims, registry_otp, unused_registry_citizen
 
 LOW, SUBSTANTIAL, HIGH = "urn:nixa:loa:low", "urn:nixa:loa:substantial", "urn:nixa:loa:high"
-_used: set[str] = set()
 _address = iter(range(10, 250))
 
 
@@ -46,20 +42,7 @@ class RegistryCitizen:
 
 def fresh_citizen(fed: dict) -> RegistryCitizen:
     """An active synthetic citizen with a mobile number, used by no other test of this run."""
-    with closing(sqlite3.connect(fed["registry_db"])) as conn:
-        rows = conn.execute("SELECT pin, full_name, date_of_birth, phone FROM citizens WHERE status = 'active' AND phone IS NOT NULL"
-                            " AND phone != ''").fetchall()
-    random.shuffle(rows)
-    for pin, name, born, phone in rows:
-        if pin in _used or pin in DEMO_PINS:
-            continue
-        try:
-            e164 = normalize_msisdn(phone)
-        except ValueError:
-            continue
-        _used.add(pin)
-        return RegistryCitizen(pin, name, born, e164)
-    raise AssertionError("the registry sandbox ran out of citizens")
+    return RegistryCitizen(*unused_registry_citizen(fed["registry_db"]))
 
 
 def own_browser(app, address: str | None = None) -> TestClient:  # noqa: ANN001
