@@ -438,42 +438,126 @@ def users_add(
 
 
 @connectors_app.command("list")
-def connectors_list() -> None:
-    for e in _nixa().connectors.entries():
-        typer.echo(f"{e.id:16} {e.type:14} v{e.version} {e.loa.name.lower():12} {e.display_name_en}")
+def connectors_list(health: bool = typer.Option(False, "--health", help="Also ask each enabled source whether it answers"),
+                    as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every configured connector, enabled or not (secrets never shown)."""
+    from admin import connector_admin
+
+    views = connector_admin.list_connectors(_nixa(), health=health)
+    if as_json:
+        typer.echo(json.dumps([v.as_dict() for v in views], ensure_ascii=False, indent=2, default=str))
+        return
+    for v in views:
+        state = "enabled" if v.enabled else "disabled"
+        line = f"{v.id:16} {v.type:14} v{v.version} {v.loa:12} {state:9} {v.display_name_en}"
+        if v.health is not None:
+            line += f"  [{'ok' if v.health['ok'] else 'FAILING'}: {v.health['detail']}]"
+        typer.echo(line)
 
 
 @connectors_app.command("health")
 def connectors_health() -> None:
-    """Ask every enabled connector whether its external system answers."""
+    """Ask every enabled connector whether its external system answers (exit 1 when one fails)."""
+    from admin import connector_admin
+
     failing = 0
-    for e in _nixa().connectors.entries():
-        try:
-            h = e.instance.health()
-            ok, detail = h.ok, h.detail
-        except Exception as exc:  # a health probe must never take the command down
-            ok, detail = False, f"{type(exc).__name__}: {exc}"
-        failing += not ok
-        typer.echo(f"{e.id:16} {'ok' if ok else 'FAILING':8} {detail}")
+    for v in connector_admin.list_connectors(_nixa(), health=True):
+        if not v.enabled:
+            continue
+        failing += not v.health["ok"]
+        typer.echo(f"{v.id:16} {'ok' if v.health['ok'] else 'FAILING':8} {v.health['detail']}")
     raise typer.Exit(1 if failing else 0)
+
+
+@connectors_app.command("test")
+def connectors_test(connector_id: str) -> None:
+    """Test one connector's connection to its external system (exit 1 when it fails)."""
+    from admin import connector_admin
+
+    try:
+        h = connector_admin.test(_nixa(), connector_id)
+    except connector_admin.UnknownConnector:
+        typer.echo(f"nixa: no connector {connector_id!r}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{connector_id}: {'ok' if h['ok'] else 'FAILING'} {h['detail']}")
+    raise typer.Exit(0 if h["ok"] else 1)
+
+
+@connectors_app.command("describe")
+def connectors_describe(type_name: Optional[str] = typer.Argument(None, help="One type; all when left out"),
+                        as_json: bool = typer.Option(False, "--json")) -> None:
+    """The configuration keys each connector type declares: kind, default, required, secret."""
+    from admin import connector_admin
+
+    described = [t for t in connector_admin.types() if type_name in (None, t["type"])]
+    if not described:
+        typer.echo(f"nixa: unknown connector type {type_name!r}", err=True)
+        raise typer.Exit(2)
+    if as_json:
+        typer.echo(json.dumps(described, ensure_ascii=False, indent=2, default=str))
+        return
+    for t in described:
+        typer.echo(t["type"])
+        for o in t["options"]:
+            flags = ", ".join(f for f, on in (("required", o["required"]), ("secret, write-only", o["secret"])) if on)
+            default = "" if o["required"] or o["secret"] else f" = {json.dumps(o['default'], ensure_ascii=False, default=str)}"
+            typer.echo(f"  {o['name']} ({o['kind']}{', ' + flags if flags else ''}){default}: {o['doc']}")
+
+
+@connectors_app.command("show")
+def connectors_show(connector_id: str) -> None:
+    """One connector's configuration as JSON; secrets only as whether they are set."""
+    from admin import connector_admin
+
+    try:
+        view = connector_admin.show(_nixa(), connector_id)
+    except connector_admin.UnknownConnector:
+        typer.echo(f"nixa: no connector {connector_id!r}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(view.as_dict(), ensure_ascii=False, indent=2, default=str))
+
+
+def _enable(connector_id: str, enabled: bool) -> None:
+    from admin import connector_admin
+
+    try:
+        view = connector_admin.set_enabled(_nixa(), connector_id, enabled, actor=_actor())
+    except connector_admin.UnknownConnector:
+        typer.echo(f"nixa: no connector {connector_id!r}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{connector_id}: {'enabled' if view.enabled else 'disabled'} (version {view.version})")
+
+
+@connectors_app.command("enable")
+def connectors_enable(connector_id: str) -> None:
+    """Offer this connector again; running workers pick it up within seconds."""
+    _enable(connector_id, True)
+
+
+@connectors_app.command("disable")
+def connectors_disable(connector_id: str) -> None:
+    """Stop offering this connector; running workers drop it within seconds. Its links stay."""
+    _enable(connector_id, False)
 
 
 @connectors_app.command("set")
 def connectors_set(connector_id: str, type_name: str, config_file: Path, loa: str = "low", name_vi: str = "", name_en: str = "",
                    position: int = 100) -> None:
-    """Create or edit a connector from a JSON config file; running workers reopen it live."""
+    """Create or edit a connector from a JSON config file; running workers reopen it live.
+    Only the keys the type declares (`nixa connectors describe TYPE`); a secret left out keeps
+    the stored one."""
+    from admin import connector_admin
+
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
         if not isinstance(config, dict):
             raise ValueError("the configuration must be a JSON object")
-        nixa = _nixa()
-        version = nixa.connectors.upsert(connector_id, type_name, config, loa=loa, display_name_vi=name_vi, display_name_en=name_en,
-                                          position=position)
+        view = connector_admin.save(_nixa(), connector_id, type_name, config, actor=_actor(), loa=loa, display_name_vi=name_vi,
+                                    display_name_en=name_en, position=position)
     except (OSError, ValueError, KeyError) as exc:
         typer.echo(f"nixa: {exc}", err=True)
         raise typer.Exit(2) from exc
-    nixa.events.emit("connector.changed", data={"connector": connector_id, "version": version})
-    typer.echo(f"{connector_id}: version {version}")
+    typer.echo(f"{connector_id}: version {view.version}")
 
 
 # ---- audit ---------------------------------------------------------------------------------------

@@ -89,6 +89,19 @@ class ConnectorEntry:
     instance: Any = field(repr=False)
 
 
+@dataclass(frozen=True)
+class StoredConnector:
+    id: str
+    type: str
+    version: int
+    enabled: bool
+    loa: LevelOfAssurance
+    display_name_vi: str
+    display_name_en: str
+    position: int
+    config: dict[str, Any] = field(repr=False)
+
+
 class ConnectorRegistry:
     def __init__(self, db: Database, store: Any, issuer: str, clock: Callable[[], float] = time.time, check_every: float = 5.0,
                  *, throttle: Any = None, sealer: Sealer, fetch_policy: Any = None) -> None:
@@ -153,8 +166,18 @@ class ConnectorRegistry:
 
     def upsert(self, connector_id: str, type_name: str, config: dict[str, Any], *, loa: int | str = 1, display_name_vi: str = "",
                display_name_en: str = "", enabled: bool = True, position: int = 100) -> int:
-        """Create or edit a connector configuration; a change bumps its version (live reopen)."""
-        # Refuse an unknown type or a configuration the connector itself rejects, before writing.
+        """Create or edit a connector configuration; a change bumps its version (live reopen).
+
+        Secrets are write-only: one left out of `config` (or empty) keeps the stored value."""
+        from connectors.declaration import check, merge_secrets
+
+        load_type(type_name)  # an unknown type is refused before anything else
+        stored = self.stored(connector_id)
+        if stored is not None and stored.type == type_name:
+            config = merge_secrets(type_name, stored.config, config)
+        # Refuse keys the type does not declare, values of the wrong kind, and a configuration
+        # the connector itself rejects, before writing.
+        check(type_name, config)
         probe = load_type(type_name)(ConnectorContext(connector_id=connector_id, config=dict(config), store=self.store, clock=self.clock,
                                                       issuer=self.issuer, registry=self, throttle=self.throttle,
                                                       fetch_policy=self.fetch_policy))
@@ -174,6 +197,36 @@ class ConnectorRegistry:
                 row.version += 1
                 row.updated_at = time.time()
             row.config = seal_config(self.sealer, connector_id, type_name, config)  # also seals a value from before sealing
+            version = row.version
+        self._refresh(force=True)
+        return version
+
+    def stored(self, connector_id: str) -> StoredConnector | None:
+        """The row as configured, enabled or not (secrets opened: for the service layer only,
+        never shown; connectors.declaration.public_view hides them)."""
+        with self.db.session() as s:
+            row = s.get(ConnectorConfig, connector_id)
+            if row is None:
+                return None
+            return StoredConnector(row.id, row.type, row.version, bool(row.enabled), LevelOfAssurance(row.loa), row.display_name_vi,
+                                   row.display_name_en, row.position, open_config(self.sealer, row.id, row.config or {}))
+
+    def all_stored(self) -> list[StoredConnector]:
+        with self.db.session() as s:
+            ids = list(s.scalars(select(ConnectorConfig.id).order_by(ConnectorConfig.position, ConnectorConfig.id)))
+        return [c for c in (self.stored(i) for i in ids) if c is not None]
+
+    def set_enabled(self, connector_id: str, enabled: bool) -> int | None:
+        """Enable or disable a connector (a new version: every worker sees it within seconds).
+        None when there is no such connector; the version unchanged when nothing changed."""
+        with self.db.session() as s:
+            row = s.get(ConnectorConfig, connector_id)
+            if row is None:
+                return None
+            if bool(row.enabled) != enabled:
+                row.enabled = enabled
+                row.version += 1
+                row.updated_at = time.time()
             version = row.version
         self._refresh(force=True)
         return version

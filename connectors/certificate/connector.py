@@ -54,6 +54,7 @@ from connectors.base import (
     VerifiedAttribute,
 )
 from connectors.certificate import signature, subject
+from connectors.certificate.config import CertificateConfig
 from connectors.certificate.statement import Statement, origin_of
 from connectors.certificate.validation import CertificatePathValidator
 
@@ -70,6 +71,7 @@ def _networks(values: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Networ
 
 
 class CertificateConnector:
+    config_class = CertificateConfig
     display_name_vi = "Chứng thư số (chữ ký số)"
     display_name_en = "Digital signature certificate"
 

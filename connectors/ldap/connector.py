@@ -53,6 +53,8 @@ NONEXISTENT_DN = "cn=nixa-no-such-account-7f3c9e"
 class LdapConnector:
     """Password-style and refreshing connector for an LDAP staff directory."""
 
+    config_class = LdapConfig
+    config_aliases = {"url": "urls"}
     secret_keys = ("bind_password",)
     fields = (
         FormField("username", "Tên đăng nhập", "Username", autocomplete="username"),

@@ -135,7 +135,10 @@ class UpstreamOidcConfig:
     """An ID token whose `iat` is older than this is refused, seconds."""
 
     display_name_vi: str = ""
+    """Name on the sign-in page (Vietnamese); the connector row's name when empty."""
+
     display_name_en: str = ""
+    """Name on the sign-in page (English); the connector row's name when empty."""
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> UpstreamOidcConfig:

@@ -51,6 +51,7 @@ FLAGGED_CLAIMS = {"phone_number": "phone_number_verified", "email": "email_verif
 class UpstreamOidcConnector:
     """Sign-in at an upstream OpenID provider; the assertion's subject is the upstream `sub`."""
 
+    config_class = UpstreamOidcConfig
     secret_keys = ("client_secret", "private_key")
     def __init__(self, ctx: ConnectorContext) -> None:
         self.ctx = ctx

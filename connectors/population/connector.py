@@ -136,6 +136,7 @@ class PopulationRegistryConnector:
     """Challenge-style (identification + SMS code to the phone on record), attribute source,
     refresh. Deliberately not password-style: the details are public, not a secret."""
 
+    config_class = PopulationRegistryConfig
     secret_keys = ("api_key",)
     display_name_vi = "Cơ sở dữ liệu quốc gia về dân cư"
     display_name_en = "National population registry"

@@ -118,6 +118,7 @@ def _otp_mac(challenge_id: str, purpose: str, binding: str, code: str) -> str:
 class TelecomSmsConnector:
     """Sign-in with a one-time code sent by SMS to a Vietnamese mobile number."""
 
+    config_class = TelecomSmsConfig
     secret_keys = ("api_key",)
     display_name_vi = "Mã xác thực qua tin nhắn SMS"
     display_name_en = "One-time code by SMS"

@@ -131,7 +131,7 @@ def _show_step(request: Request, nixa: Any, pending: flow.Pending, t: Any, error
             name = (nixa.people.attributes(session.person_id).get("name") or None)
             links = [(key, client.metadata[key]) for key in ("policy_uri", "tos_uri", "client_uri") if client.metadata.get(key)]
             return render(request, "consent.html", t, rid=pending.rid, csrf=csrf, client_name=client.name, scopes=scopes,
-                          person_name=name.value if name else "", client_links=links)
+                          person_name=name.value if name else "", client_links=links, apis=_apis_asked(nixa, client, pending))
         return _complete(request, nixa, pending, session, cookie)
     methods = available_methods(nixa, pending, t, csrf)
     if not methods:
@@ -253,6 +253,20 @@ def _local_login(request: Request, nixa: Any, pending: flow.Pending | None, t: A
         return _show_step(request, nixa, pending, t, error=t("no_second_factor"), status=403, failed=LOCAL_METHOD)
     return signed_in(request, nixa, pending, t, person_id=person_id, loa=int(LevelOfAssurance.LOW), amr=["pwd"], method="local",
                      first_factor=first_factor)
+
+
+def _apis_asked(nixa: Any, client: Any, pending: flow.Pending) -> list[tuple[str, list[str]]]:
+    """The agency APIs the token is asked for (RFC 8707 `resource`), by name, each with the API
+    scopes it will carry: the person consents to where their authorization is used too."""
+    from idp.oidc.resources import parse_resources
+
+    granted = set(flow.client_scopes(client, pending))
+    out = []
+    for identifier in parse_resources(pending.params.get("resource")):
+        rs = nixa.resources.get(identifier)
+        if rs is not None:
+            out.append((rs.name, sorted(granted & rs.scopes)))
+    return out
 
 
 @router.post("/interaction/{rid}/consent")

@@ -250,3 +250,19 @@ def test_registration_needs_a_confidential_client(nixa):
     for client_id in ("no-such-client", public.client_id):
         with pytest.raises(InvalidResourceServer):
             nixa.resources.upsert(f"https://api.example.vn/{uid()}", name="API", scopes=["x"], client_id=client_id)
+
+
+def test_the_consent_page_names_the_api_and_the_api_scopes_asked_for(nixa, browser, portal, citizen, tax):  # noqa: ANN001
+    from tests.conftest import form_action, hidden
+
+    r, _, _ = authorize(browser, portal, scope="openid profile tax:read", resource=tax.identifier)
+    page = browser.get(r.headers["location"])
+    r = browser.post(form_action(page.text, "/local"), data={"csrf": hidden(page.text, "csrf"), "username": citizen.username,
+                                                             "password": citizen.password})
+    consent = browser.get(r.headers["location"]).text
+    assert "consent" in consent
+    assert "tax:read tại API api.thue.example.vn" in consent  # the API by its registered name, Vietnamese first
+    # Without a resource, no API is named.
+    r, _, _ = authorize(browser, portal, scope="openid profile", prompt="consent")
+    again = browser.get(r.headers["location"]).text
+    assert 'name="decision"' in again and "API api.thue.example.vn" not in again

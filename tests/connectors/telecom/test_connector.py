@@ -242,7 +242,9 @@ def test_operator_down_is_upstream_unavailable_and_leaves_no_throttle(make_telec
 
 
 def test_operator_errors_open_the_circuit(make_telecom: Make, own_operator: Sandbox) -> None:
-    connector = make_telecom(base_url=own_operator.base_url, breaker_threshold=2, breaker_reset_after=0.5)
+    # The circuit stays open 3 s: long enough that a loaded machine cannot let it half-open
+    # between the failures and the fast refusal this test checks.
+    connector = make_telecom(base_url=own_operator.base_url, breaker_threshold=2, breaker_reset_after=3)
     own_operator.set_faults(fail_status=503)
     for _ in range(2):
         with pytest.raises(UpstreamUnavailable):
@@ -255,7 +257,7 @@ def test_operator_errors_open_the_circuit(make_telecom: Make, own_operator: Sand
     assert own_operator.requests_served() == served  # failed fast, without calling
 
     own_operator.clear_faults()
-    time.sleep(0.6)  # half-open: one trial call goes through and closes the circuit
+    time.sleep(3.1)  # half-open: one trial call goes through and closes the circuit
     connector.start({"phone": "0912000014"})
     assert latest_code(own_operator.base_url, "0912000014")
 

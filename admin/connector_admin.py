@@ -1,0 +1,111 @@
+"""Connector administration, one service for the CLI and the admin API: list with live health,
+describe a type's declared configuration, show (secrets hidden), save (declared keys only,
+secrets write-only), enable, disable, test. Every change is audited (`connector.changed`) with
+the actor and what changed, before and after (a secret only as "(changed)")."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from dataclasses import dataclass
+from typing import Any
+
+from connectors.declaration import changed_keys, options, public_view
+from connectors.registry import CONNECTOR_TYPES
+
+HEALTH_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class ConnectorView:
+    id: str
+    type: str
+    version: int
+    enabled: bool
+    loa: str
+    display_name_vi: str
+    display_name_en: str
+    position: int
+    config: dict[str, Any]
+    health: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class UnknownConnector(LookupError):
+    pass
+
+
+def types() -> list[dict[str, Any]]:
+    """Every connector type with its declared options (for forms and `nixa connectors describe`)."""
+    return [{"type": t, "options": [o.as_dict() for o in options(t)]} for t in sorted(CONNECTOR_TYPES)]
+
+
+def _view(stored: Any, health: dict[str, Any] | None = None) -> ConnectorView:
+    return ConnectorView(stored.id, stored.type, stored.version, stored.enabled, stored.loa.name.lower(), stored.display_name_vi,
+                         stored.display_name_en, stored.position, public_view(stored.type, stored.config), health)
+
+
+def test(nixa: Any, connector_id: str) -> dict[str, Any]:
+    """Ask the connector's external system whether it answers (bounded; never raises)."""
+    stored = nixa.connectors.stored(connector_id)
+    if stored is None:
+        raise UnknownConnector(connector_id)
+    if not stored.enabled:
+        return {"ok": False, "detail": "disabled"}
+    entry = nixa.connectors.entry(connector_id)
+    if entry is None:
+        return {"ok": False, "detail": "the configuration does not open (see the log)"}
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        h = pool.submit(entry.instance.health).result(timeout=HEALTH_TIMEOUT)
+        return {"ok": bool(h.ok), "detail": str(h.detail)}
+    except concurrent.futures.TimeoutError:
+        return {"ok": False, "detail": f"no answer within {HEALTH_TIMEOUT:g} s"}
+    except Exception as exc:  # a probe must never take the caller down
+        return {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+    finally:
+        pool.shutdown(wait=False)
+
+
+def list_connectors(nixa: Any, *, health: bool = False) -> list[ConnectorView]:
+    return [_view(s, test(nixa, s.id) if health else None) for s in nixa.connectors.all_stored()]
+
+
+def show(nixa: Any, connector_id: str) -> ConnectorView:
+    stored = nixa.connectors.stored(connector_id)
+    if stored is None:
+        raise UnknownConnector(connector_id)
+    return _view(stored)
+
+
+def save(nixa: Any, connector_id: str, type_name: str, config: dict[str, Any], *, actor: dict[str, Any], loa: str | int = "low",
+         display_name_vi: str = "", display_name_en: str = "", position: int = 100, ip: str | None = None) -> ConnectorView:
+    """Create or edit; raises ConfigRefused (ValueError) or KeyError (unknown type) before writing."""
+    before = nixa.connectors.stored(connector_id)
+    # An edit keeps a disabled connector disabled: enabling is its own, audited, action.
+    version = nixa.connectors.upsert(connector_id, type_name, config, loa=loa, display_name_vi=display_name_vi,
+                                     display_name_en=display_name_en, position=position,
+                                     enabled=before.enabled if before is not None else True)
+    after = nixa.connectors.stored(connector_id)
+    changes = changed_keys(type_name, before.config if before else {}, after.config)
+    for name in ("type", "loa", "display_name_vi", "display_name_en", "position"):
+        old, new = (getattr(before, name) if before else None), getattr(after, name)
+        if old != new:
+            changes[name] = {"before": old.name.lower() if hasattr(old, "name") else old,
+                             "after": new.name.lower() if hasattr(new, "name") else new}
+    nixa.events.emit("connector.changed", ip=ip, data={"connector": connector_id, "version": version, "actor": actor,
+                                                       "action": "created" if before is None else "edited", "changes": changes})
+    return _view(after)
+
+
+def set_enabled(nixa: Any, connector_id: str, enabled: bool, *, actor: dict[str, Any], ip: str | None = None) -> ConnectorView:
+    before = nixa.connectors.stored(connector_id)
+    if before is None:
+        raise UnknownConnector(connector_id)
+    version = nixa.connectors.set_enabled(connector_id, enabled)
+    if before.enabled != enabled:
+        nixa.events.emit("connector.changed", ip=ip, data={
+            "connector": connector_id, "version": version, "actor": actor, "action": "enabled" if enabled else "disabled",
+            "changes": {"enabled": {"before": before.enabled, "after": enabled}}})
+    return show(nixa, connector_id)
