@@ -127,12 +127,11 @@ class Cores:
 
 
 def plan_cores(usable: Iterable[int], server_count: int = 1) -> Cores:
-    """The first `server_count` usable cores for the server, the next one for the load; when
-    there are not enough, the load shares the server's cores."""
+    """The load generator on the last usable core, the server on the first `server_count` of the
+    others; when there are not enough others, the server's cores include the load's (shared)."""
     cores = sorted(usable)
-    server = frozenset(cores[:server_count])
-    rest = cores[server_count:]
-    return Cores(server, frozenset(rest[:1]) if rest else frozenset(cores))
+    others = cores[:-1] if len(cores) > server_count else cores
+    return Cores(frozenset(others[:server_count]), frozenset(cores[-1:]))
 
 
 def pin_tree(pids: Iterable[int], cores: frozenset[int]) -> int:

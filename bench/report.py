@@ -130,5 +130,6 @@ def render(data: dict) -> str:
         if mem:
             lines.append(f"Redis memory: {mem['sessions']:,} SSO sessions ({mem['keys']:,} keys) took "
                          f"{mem['used_memory_after'] - mem['used_memory_before']:,} bytes of used_memory: "
-                         f"{mem['bytes_per_session']:,} bytes each, {mem['mb_per_100k']} MB per 100,000")
+                         f"{mem['bytes_per_session']:,} bytes each, {mem['mb_per_100k']} MB per 100,000"
+                         + ("" if mem["sessions"] == 100_000 else f" (scaled linearly from {mem['sessions']:,})"))
     return "\n".join(lines)
