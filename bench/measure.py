@@ -175,7 +175,7 @@ def judge(trials: list[dict], repeats: int, tolerance: float) -> Verdict:
         return Verdict(False, "no operation completed")
     spread = max(rates) / min(rates) - 1
     if spread > tolerance:
-        return Verdict(False, f"trials differ by {spread:.0%} (> {tolerance:.0%})")
+        return Verdict(False, f"trials {spread:.0%} apart")
     return Verdict(True)
 
 

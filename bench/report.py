@@ -39,10 +39,10 @@ def _note(side: str, m: dict | None) -> list[str]:
     if not m:
         return []
     notes = []
-    if m.get("errors"):
-        notes.append(f"{side}: {m['errors']} errors")
     if not m.get("settled", True):
-        notes.append(f"{side} disturbed ({m.get('disturbed')})")
+        notes.append(f"{side} disturbed: {m.get('disturbed')}")
+    elif m.get("errors"):
+        notes.append(f"{side}: {m['errors']} errors")
     return notes
 
 
@@ -54,7 +54,7 @@ def rows(reference: dict[str, dict], ours: dict[str, dict], ceiling: dict[str, d
     out = []
     if ceiling:
         node, star = ceiling.get("node"), ceiling.get("starlette")
-        out.append(_row("framework ceiling (trivial GET)", node, star, None, None))
+        out.append(_row("framework ceiling (trivial GET: Node, Starlette)", node, star, None, None))
     for scenario, label in LABELS.items():
         ref, nix = reference.get(scenario), ours.get(scenario)
         if ref is None and nix is None:
@@ -120,14 +120,16 @@ def render(data: dict) -> str:
         scaling = b.get("scaling")
         if scaling:
             lines.append("")
-            if "skipped" in scaling:
-                lines.append(f"Scaling: skipped ({scaling['skipped']})")
+            if "skipped" in scaling or "error" in scaling:
+                lines.append(f"Scaling: {'skipped (' + scaling['skipped'] + ')' if 'skipped' in scaling else 'failed: ' + scaling['error']}")
             for s, v in scaling.get("scenarios", {}).items():
                 shared = " (the load generator shared those cores)" if scaling["load_shares_cores"] else ""
                 lines.append(f"Scaling, {LABELS[s]}: 1 worker on 1 core {_num(v['one_worker'])}/s, 2 workers on cores "
                              f"{scaling['cores']} {_num(v['two_workers'])}/s: {_x(v['factor'])}x{shared}")
         mem = b.get("sso_memory")
-        if mem:
+        if mem and "error" in mem:
+            lines.append(f"Redis memory: failed: {mem['error']}")
+        elif mem:
             lines.append(f"Redis memory: {mem['sessions']:,} SSO sessions ({mem['keys']:,} keys) took "
                          f"{mem['used_memory_after'] - mem['used_memory_before']:,} bytes of used_memory: "
                          f"{mem['bytes_per_session']:,} bytes each, {mem['mb_per_100k']} MB per 100,000"

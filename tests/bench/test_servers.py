@@ -60,7 +60,7 @@ def test_the_benchmark_paths_work_against_the_reference(reference):  # noqa: ANN
         r = c.post("/introspect", data={"token": target.ctx["introspected_token"]}, headers={"Authorization": target.ctx["api_basic"]})
         assert r.json()["active"] is True and r.json()["aud"] == nixa.BENCH_API_OPAQUE
         r = c.get("/userinfo", headers={"Authorization": "Bearer " + target.ctx["user_access_token"]})
-        assert r.json()["name"] == population.citizens[0]["claims"]["name"]
+        assert r.json()["name"] == population.citizens[-1]["claims"]["name"]  # the citizen the preparation signs in as
         r = c.post("/introspect", data={"token": "not-a-token"}, headers={"Authorization": target.ctx["api_basic"]})
         assert r.json() == {"active": False}
 
