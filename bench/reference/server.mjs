@@ -181,7 +181,7 @@ function main() {
       oidc(req, res);
     }
   });
-  server.listen(config.port, config.host ?? '127.0.0.1');
+  server.listen(config.port, config.host ?? '127.0.0.1', () => process.stdout.write(`listening on ${config.issuer}\n`));
   const stop = () => server.close(() => process.exit(0));
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

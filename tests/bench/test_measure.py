@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from bench.measure import judge, machine_busy, measure, parse_stat, pct, per_cpu_second, plan_cores, ratio, summary, tree_cpu
+from bench.measure import (judge, machine_busy, measure, parse_stat, pct, per_cpu_second, pin_tree, plan_cores, ratio, summary,
+                           tree_cpu)
 from bench.report import rows
 
 
@@ -76,6 +77,26 @@ def test_load_goes_on_the_last_core_and_servers_on_the_others():
     assert three.server == {0, 1} and three.load == {2} and three.separated
     one = plan_cores({5}, 1)
     assert one.server == one.load == {5} and not one.separated
+
+
+def test_pinning_reaches_every_thread_of_every_process_below():
+    """PostgreSQL and Redis are started before they are pinned: each of their threads, and their
+    children's, must end up on the server's core."""
+    code = ("import subprocess, sys, threading, time\n"
+            "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+            "print(child.pid, flush=True)\n"
+            "sys.stdin.read()\n"
+            "child.kill()\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())
+        core = frozenset({max(os.sched_getaffinity(0))})
+        assert pin_tree([parent.pid], core) >= 3  # the parent's two threads and the child
+        tasks = [int(t) for pid in (parent.pid, child) for t in os.listdir(f"/proc/{pid}/task")]
+        assert len(tasks) >= 3 and all(os.sched_getaffinity(t) == core for t in tasks)
+    finally:
+        parent.communicate(timeout=30)
 
 
 def _trials(rates: list[float], errors: list[int] | None = None):
