@@ -26,12 +26,9 @@ import asyncio
 import base64
 import json
 import os
-import platform
 import secrets
 import shutil
 import signal
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,70 +42,13 @@ from typing import Any
 
 from bench import nixa, report, servers
 from bench.load import ENGINES, FLOW_STEPS, SCENARIOS, code_flow, make_engine, run_scenario
+from bench.machine import argon2_cost, machine_info
 from bench.measure import Cores, machine_busy, measure, pct, peak_rss_mb, per_cpu_second, pin_tree, plan_cores, summary, tree_cpu
 from bench.profile import py_spy_path, start_profile, summarize_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 EXTRAS = ("ceiling", "scaling", "sso-memory")
-
-
-# ---- machine -------------------------------------------------------------------------------------
-
-
-def machine_info() -> dict:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_mb = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_mb = int(line.split()[1]) // 1024
-    except OSError:
-        pass
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions: dict[str, str | None] = {}
-    for pkg in ("uvicorn", "fastapi", "starlette", "authlib", "joserfc", "sqlalchemy", "aiohttp", "argon2-cffi", "uvloop", "httptools"):
-        try:
-            versions[pkg] = version(pkg)
-        except PackageNotFoundError:
-            versions[pkg] = None
-    commit = node_version = None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5).stdout.strip()
-        if shutil.which("node"):
-            node_version = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return {"cpu_model": model, "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)), "memory_mb": mem_mb,
-            "python": platform.python_version(), "implementation": platform.python_implementation(), "node": node_version,
-            "platform": platform.platform(), "packages": versions, "commit": commit}
-
-
-def argon2_cost() -> dict:
-    """What one local sign-in's password check costs the server: an argon2id verify at NIXA's
-    settings, as CPU time (unaffected by a busy machine) and as wall time."""
-    from idp.identity.people import password_hasher
-    from idp.settings import Settings
-
-    settings = Settings()
-    hasher = password_hasher(settings.password_memory_kib, settings.password_time_cost, settings.password_parallelism)
-    stored = hasher.hash("benchmark-password")
-    cpu, wall = [], []
-    for _ in range(5):
-        c0, t0 = time.process_time(), time.perf_counter()
-        hasher.verify(stored, "benchmark-password")
-        cpu.append(time.process_time() - c0)
-        wall.append(time.perf_counter() - t0)
-    return {"time_cost": hasher.time_cost, "memory_cost_kib": hasher.memory_cost, "parallelism": hasher.parallelism,
-            "verify_cpu_ms": round(statistics.median(cpu) * 1000, 1), "verify_ms_median": round(statistics.median(wall) * 1000, 1)}
 
 
 # ---- one trial -----------------------------------------------------------------------------------
