@@ -46,6 +46,7 @@ try:  # the stand-in for the USB-token signing plug-in
 except ImportError:
     pass
 _mount_optional("connectors.population.cli", "registry", "Population registry sandbox data")
+_mount_optional("admin.docs", "docs", "The integration docs in docs/: generate the parts made from the code")
 
 
 class _Invocation:
