@@ -159,3 +159,18 @@ def test_the_opt_in_flag_is_metadata_refused_when_not_a_boolean(nixa):
 
     with pytest.raises(InvalidClientMetadata, match="nixa_refuse_unknown_scopes"):
         register_client(nixa, nixa_refuse_unknown_scopes="yes")
+
+
+def test_refresh_refusals_are_told_apart(nixa, browser, http):
+    client = register_client(nixa)
+    code, verifier, _ = get_code(browser, client, make_citizen(nixa), scope="openid offline_access")
+    first = redeem(http, client, code, verifier).json()["refresh_token"]
+    assert token_call(http, client, grant_type="refresh_token", refresh_token=first).status_code == 200
+    reused = token_call(http, client, grant_type="refresh_token", refresh_token=first)
+    assert "already used" in reused.json()["error_description"]
+    assert audited_reference(nixa, reused).data["reason"] == "refresh_reused"
+    again = token_call(http, client, grant_type="refresh_token", refresh_token=first)  # the grant is revoked now
+    assert audited_reference(nixa, again).data["reason"] == "refresh_grant_revoked"
+    other = register_client(nixa)
+    theirs = token_call(http, other, grant_type="refresh_token", refresh_token=first)
+    assert audited_reference(nixa, theirs).data["reason"] == "refresh_unknown"  # nothing said about another client's token
