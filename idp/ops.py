@@ -27,6 +27,7 @@ request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("nixa_re
 # note()). A dict the request's threads share: a route's threadpool call runs in a copy of the
 # context, so the variable itself cannot carry anything back; the dict it names can.
 current_refusal: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("nixa_refusal", default=None)
+SCOPE_KEY = "nixa.request_id"
 _INCOMING_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # Buckets from a cached JWKS answer (~1 ms) to a sign-in waiting on a slow registry (seconds).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -88,11 +89,11 @@ class RequestContext:
     in a context variable for events and logs, and back in the response; the request's route,
     status and latency counted; and every refusal made answerable (`Refusals`)."""
 
-    def __init__(self, app: Any, metrics: Metrics, trusted_proxies: list[str]) -> None:
+    def __init__(self, app: Any, metrics: Metrics, trusted_proxies: list[str], refusals: Refusals) -> None:
         self.app = app
         self.metrics = metrics
         self.trusted = _networks(trusted_proxies)
-        self.refusals = Refusals(metrics.nixa)
+        self.refusals = refusals
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -104,6 +105,7 @@ class RequestContext:
             rid = incoming if _INCOMING_ID.match(incoming) else None
         rid = rid or secrets.token_hex(8)
         token = request_id.set(rid)
+        scope[SCOPE_KEY] = rid  # for the 500 handler, which runs outside this middleware (app.py)
         noted: dict[str, str] = {}
         noted_token = current_refusal.set(noted)
         started = time.perf_counter()
@@ -171,13 +173,13 @@ class Refusals:
                 document = None
             if isinstance(document, dict) and "error" in document:
                 error = str(document["error"])[:64]
-                body = json.dumps({**document, "request_id": rid}, separators=(",", ":")).encode()
+                body = json.dumps({**document, "request_id": rid}, ensure_ascii=False, separators=(",", ":")).encode()
                 start["headers"] = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
                 start["headers"].append((b"content-length", str(len(body)).encode()))
-        await run_in_threadpool(self._audit, scope, start["status"], error, noted)
+        await run_in_threadpool(self.audit, scope, start["status"], error, noted)
         return [start, {"type": "http.response.body", "body": body, "more_body": False}]
 
-    def _audit(self, scope: dict, status: int, error: str | None, noted: dict[str, str]) -> None:
+    def audit(self, scope: dict, status: int, error: str | None, noted: dict[str, str]) -> None:
         from starlette.requests import Request
 
         from idp.oidc.endpoints import client_ip
@@ -199,9 +201,10 @@ def install(app: Any, nixa: Any) -> None:
     """Probes, metrics and request ids on `app`."""
     metrics = Metrics(nixa)
     nixa.metrics = metrics
+    nixa.refusals = Refusals(nixa)
     nixa.events.subscribe(metrics.observe_event)
     allowed = _networks(nixa.settings.metrics_allowed_networks)
-    app.add_middleware(RequestContext, metrics=metrics, trusted_proxies=nixa.settings.trusted_proxies)
+    app.add_middleware(RequestContext, metrics=metrics, trusted_proxies=nixa.settings.trusted_proxies, refusals=nixa.refusals)
     # Graceful shutdown (uvicorn finishes the requests in flight first): the delivery thread
     # stops between deliveries, the audit writer after its queue.
     app.router.on_shutdown.extend([nixa.backchannel.stop, nixa.audit.close])

@@ -121,8 +121,9 @@ def errors_markdown() -> str:
         "",
         "## The reference",
         "",
-        "Every refused request is audited as `request.rejected` with its reason, the client when "
-        "known, the address and the request id, and that id comes back to you:",
+        "Every refused request (and every server error) is audited as `request.rejected` with its "
+        "reason, the client when known, the address and the request id, before the answer leaves; "
+        "and that id comes back to you:",
         "",
         "- JSON error bodies carry it as `request_id` (and every answer as the `X-Request-Id` header);",
         "- error redirects to your redirect URI carry it as a `request_id` query parameter, beside "
