@@ -46,7 +46,10 @@ def test_every_setting_command_and_link_a_doc_names_exists(doc):
     from idp.settings import Settings
 
     text = doc.read_text(encoding="utf-8")
+    from idp.settings import SECRET_SETTINGS
+
     settings = {f"NIXA_{name.upper()}" for name in Settings.model_fields}
+    settings |= {f"NIXA_{name.upper()}_FILE" for name in SECRET_SETTINGS}
     assert set(re.findall(r"NIXA_[A-Z_]+[A-Z]", text)) <= settings
     cli = get_command(app)
     for words in re.findall(r"`nixa ([a-z-]+(?: [a-z-]+)?)", text):
@@ -74,3 +77,28 @@ def test_the_readme_points_to_the_docs():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for doc in ("quickstart", "claims", "errors", "levels", "key-rotation", "logout", "go-live"):
         assert f"docs/{doc}.md" in readme, doc
+
+
+def test_the_quickstart_commands_register_the_client_in_a_fresh_deployment(tmp_path, master_key):  # noqa: ANN001
+    """The quickstart's steps as written: the master key from a file, `nixa clients import` of its
+    JSON, `nixa clients list`; without the key the command refuses plainly."""
+    from typer.testing import CliRunner
+
+    from admin.cli import app
+
+    text = _text("quickstart.md")
+    assert "export NIXA_MASTER_KEY_FILE=var/master.key" in text
+    var = tmp_path / "var"
+    (tmp_path / "var").mkdir()
+    (var / "master.key").write_text(master_key)
+    (tmp_path / "my-agency-dev.json").write_text(re.search(r"```json\n(\[.*?\])\n```", text, re.S).group(1), encoding="utf-8")
+    env = {"NIXA_VAR_DIR": str(var), "NIXA_DATABASE_URL": "", "NIXA_REDIS_URL": "", "NIXA_MASTER_KEY": ""}
+    runner = CliRunner()
+    assert runner.invoke(app, ["migrate"], env=env).exit_code == 0
+    refused = runner.invoke(app, ["clients", "import", str(tmp_path / "my-agency-dev.json")], env=env)
+    assert refused.exit_code == 2 and "NIXA_MASTER_KEY" in refused.output
+    env["NIXA_MASTER_KEY_FILE"] = str(var / "master.key")
+    imported = runner.invoke(app, ["clients", "import", str(tmp_path / "my-agency-dev.json")], env=env)
+    assert imported.exit_code == 0 and "my-agency-dev" in imported.output and "client_secret=" in imported.output
+    listed = runner.invoke(app, ["clients", "list"], env=env)
+    assert listed.exit_code == 0 and "my-agency-dev" in listed.output
