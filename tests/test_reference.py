@@ -128,3 +128,19 @@ def test_verified_flags_follow_the_source(source, verified):
 
     out = release({"phone_number": VerifiedAttribute("phone_number", "+84912345678", source, 1.0)}, {"phone"}, national_id_allowed=False)
     assert out == {"phone_number": "+84912345678", "phone_number_verified": verified}
+
+
+def test_every_reason_the_code_refuses_with_is_in_the_catalogue():
+    """A mistyped reason would be a KeyError, a 500, on the very path that should say what was wrong."""
+    callers = {"refuse", "AuthorizationError", "BadRequest", "InvalidToken", "_bearer_error", "PageError", "note", "deny"}
+    named = []
+    for path in (ROOT / "idp").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+            args = [a for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            if func in callers and args:
+                named.append((path.name, args[-1].value if func == "deny" else args[0].value))
+    assert len(named) > 60
+    assert [(f, r) for f, r in named if r not in CATALOGUE] == []
