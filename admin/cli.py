@@ -47,6 +47,7 @@ except ImportError:
     pass
 _mount_optional("connectors.population.cli", "registry", "Population registry sandbox data")
 _mount_optional("admin.synthetic", "synthetic", "Synthetic Persons at national scale (benchmarks, capacity tests)")
+_mount_optional("admin.docs", "docs", "The integration docs in docs/: generate the parts made from the code")
 
 
 class _Invocation:

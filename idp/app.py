@@ -315,13 +315,30 @@ def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) ->
         if isinstance(exc, ClientDisconnect):  # raised outside a route (middleware, body read)
             return await _disconnected(request, exc)
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        api = request.url.path in API_PATHS or request.url.path.startswith("/.well-known")
-        if api:
-            return JSONResponse({"error": "server_error", "error_description": "The server could not answer; try again"},
-                                status_code=500, headers={"Cache-Control": "no-store"})
-        from idp.login.pages import message, translator
+        # Outside the request-id middleware (Starlette answers a bug last): the reference and its
+        # audit event are added here, by the same Refusals (idp/ops.py).
+        from starlette.concurrency import run_in_threadpool
 
-        return message(request, translator(request), "error_internal", 500)
+        from idp.oidc.errors import refusal
+        from idp.ops import SCOPE_KEY, request_id
+
+        rid = request.scope.get(SCOPE_KEY)
+        token = request_id.set(rid)
+        try:
+            await run_in_threadpool(nixa.refusals.audit, request.scope, 500, "server_error", {"reason": "server_error"})
+            headers = {"Cache-Control": "no-store", **({"X-Request-Id": rid} if rid else {})}
+            api = request.url.path in API_PATHS or request.url.path.startswith("/.well-known")
+            if api:
+                return JSONResponse({"error": "server_error", "error_description": refusal("server_error").text(), "request_id": rid},
+                                    status_code=500, headers=headers)
+            from idp.login.pages import message, translator
+
+            response = message(request, translator(request), "error_internal", 500)
+            if rid:
+                response.headers["X-Request-Id"] = rid
+            return response
+        finally:
+            request_id.reset(token)
 
     from idp.ops import install as install_ops
 

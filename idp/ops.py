@@ -23,6 +23,11 @@ from starlette.responses import JSONResponse, Response
 
 disable_created_metrics()  # no `_created` twin of every counter: half the exposition, nothing a dashboard uses
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("nixa_request_id", default=None)
+# What the code noted about a refusal of this request (its reason, its client: idp/oidc/errors.py
+# note()). A dict the request's threads share: a route's threadpool call runs in a copy of the
+# context, so the variable itself cannot carry anything back; the dict it names can.
+current_refusal: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("nixa_refusal", default=None)
+SCOPE_KEY = "nixa.request_id"
 _INCOMING_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # Buckets from a cached JWKS answer (~1 ms) to a sign-in waiting on a slow registry (seconds).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -81,13 +86,14 @@ class Metrics:
 
 class RequestContext:
     """A plain ASGI middleware: the request id (a trusted proxy's X-Request-Id, else a new one),
-    in a context variable for events and logs, and back in the response; and the request's
-    route, status and latency counted."""
+    in a context variable for events and logs, and back in the response; the request's route,
+    status and latency counted; and every refusal made answerable (`Refusals`)."""
 
-    def __init__(self, app: Any, metrics: Metrics, trusted_proxies: list[str]) -> None:
+    def __init__(self, app: Any, metrics: Metrics, trusted_proxies: list[str], refusals: Refusals) -> None:
         self.app = app
         self.metrics = metrics
         self.trusted = _networks(trusted_proxies)
+        self.refusals = refusals
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -99,13 +105,28 @@ class RequestContext:
             rid = incoming if _INCOMING_ID.match(incoming) else None
         rid = rid or secrets.token_hex(8)
         token = request_id.set(rid)
+        scope[SCOPE_KEY] = rid  # for the 500 handler, which runs outside this middleware (app.py)
+        noted: dict[str, str] = {}
+        noted_token = current_refusal.set(noted)
         started = time.perf_counter()
         status = [500]
+        held: list[dict] = []  # an error's start message and body, until the body is complete
 
         async def send_with_id(message: dict) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                if self.refusals.is_refusal(scope, message, noted):
+                    held.append(message)
+                    return
+            elif held:
+                held.append(message)
+                if message.get("more_body"):
+                    return
+                for part in await self.refusals.answer(scope, rid, noted, held):
+                    await send(part)
+                held.clear()
+                return
             await send(message)
 
         try:
@@ -114,16 +135,76 @@ class RequestContext:
             route = getattr(scope.get("route"), "path", None) or ("static" if scope["path"].startswith("/static/") else "unmatched")
             self.metrics.requests.labels(route, scope["method"], str(status[0])).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+            current_refusal.reset(noted_token)
             request_id.reset(token)
+
+
+class Refusals:
+    """Every refused request, in one place: an error status (or a redirect carrying an OAuth
+    error to the client) emits one `request.rejected` audit event with the request id, the
+    reason the code noted (idp/oidc/errors.py), the client when known, the path and the
+    address; a JSON error body gets the same id as `request_id`, the reference an integrator
+    quotes (pages show it already, error redirects carry it). The event is committed before the
+    answer leaves, so the reference a client holds is always in the audit log."""
+
+    def __init__(self, nixa: Any) -> None:
+        self.nixa = nixa
+
+    PROBES = ("/healthz", "/readyz", "/health")  # a 503 there says NIXA is not ready, it refuses nobody
+
+    def is_refusal(self, scope: dict, start: dict, noted: dict[str, str]) -> bool:
+        if scope["path"] in self.PROBES:
+            return False
+        return start["status"] >= 400 or (start["status"] in (302, 303) and "error" in noted)
+
+    async def answer(self, scope: dict, rid: str, noted: dict[str, str], held: list[dict]) -> list[dict]:
+        import json
+
+        from starlette.concurrency import run_in_threadpool
+
+        start, parts = held[0], held[1:]
+        headers = dict(start.get("headers") or [])
+        body = b"".join(p.get("body", b"") for p in parts)
+        error = noted.get("error")
+        if headers.get(b"content-type", b"").startswith(b"application/json"):
+            try:
+                document = json.loads(body)
+            except ValueError:
+                document = None
+            if isinstance(document, dict) and "error" in document:
+                error = str(document["error"])[:64]
+                body = json.dumps({**document, "request_id": rid}, ensure_ascii=False, separators=(",", ":")).encode()
+                start["headers"] = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+                start["headers"].append((b"content-length", str(len(body)).encode()))
+        await run_in_threadpool(self.audit, scope, start["status"], error, noted)
+        return [start, {"type": "http.response.body", "body": body, "more_body": False}]
+
+    def audit(self, scope: dict, status: int, error: str | None, noted: dict[str, str]) -> None:
+        from starlette.requests import Request
+
+        from idp.oidc.endpoints import client_ip
+
+        try:
+            ip = client_ip(Request(scope), self.nixa)
+        except Exception:  # an address we cannot read is no reason to lose the event
+            ip = None
+        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        try:
+            self.nixa.events.emit("request.rejected", client_id=noted.get("client_id"), ip=ip,
+                                  data={"reason": noted.get("reason"), "error": error, "status": status, "route": route,
+                                        "method": scope.get("method")})
+        except Exception:  # the refusal still goes out; the failed audit write is logged with its request id
+            logging.getLogger("nixa").exception("the audit event of a refused request could not be written")
 
 
 def install(app: Any, nixa: Any) -> None:
     """Probes, metrics and request ids on `app`."""
     metrics = Metrics(nixa)
     nixa.metrics = metrics
+    nixa.refusals = Refusals(nixa)
     nixa.events.subscribe(metrics.observe_event)
     allowed = _networks(nixa.settings.metrics_allowed_networks)
-    app.add_middleware(RequestContext, metrics=metrics, trusted_proxies=nixa.settings.trusted_proxies)
+    app.add_middleware(RequestContext, metrics=metrics, trusted_proxies=nixa.settings.trusted_proxies, refusals=nixa.refusals)
     # Graceful shutdown (uvicorn finishes the requests in flight first): the delivery thread
     # stops between deliveries, the audit writer after its queue.
     app.router.on_shutdown.extend([nixa.backchannel.stop, nixa.audit.close])

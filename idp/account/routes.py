@@ -304,7 +304,7 @@ def _day(value: str) -> float | None:
     try:
         return dt.datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=VN_TIME).timestamp()
     except ValueError:
-        raise BadRequest(f"not a date (YYYY-MM-DD): {value[:20]}") from None
+        raise BadRequest("account_filter_date", value=value[:20]) from None
 
 
 def _filters(request: Request) -> tuple[service.AccessLogFilter, dict[str, str], int]:
@@ -315,7 +315,7 @@ def _filters(request: Request) -> tuple[service.AccessLogFilter, dict[str, str],
     since, until = _day(q.get("from", "")), _day(q.get("to", ""))
     page = q.get("page", "1")
     if not page.isdigit() or not 1 <= int(page) <= 100_000:
-        raise BadRequest("page: a positive number")
+        raise BadRequest("account_filter_page")
     flt = service.AccessLogFilter(client_id=q.get("app") or None, since=since, until=until + 86400 if until is not None else None)
     kept = {k: q[k] for k in ("app", "from", "to") if q.get(k)}
     return flt, kept, int(page)

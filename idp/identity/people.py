@@ -22,6 +22,7 @@ from sqlalchemy import delete, select, update
 
 from connectors.base import Assertion, LevelOfAssurance, VerifiedAttribute
 from idp.events import Events
+from idp.identity.claims import SCOPE_CLAIMS, claim_value, release
 from idp.store.db import Database
 from idp.store.models import (
     Consent,
@@ -31,20 +32,6 @@ from idp.store.models import (
     Person,
     PersonAttribute,
 )
-
-# Claims by scope, OIDC Core §5.4; `national_id` is NIXA's own, released only to authorised clients.
-SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
-    "profile": (
-        "name", "family_name", "given_name", "middle_name", "nickname", "preferred_username", "profile",
-        "picture", "website", "gender", "birthdate", "zoneinfo", "locale", "updated_at",
-    ),
-    "email": ("email", "email_verified"),
-    "address": ("address",),
-    "phone": ("phone_number", "phone_number_verified"),
-    "national_id": ("national_id",),
-    "roles": ("roles",),
-    # "verified_claims" (OIDC4IDA) releases the same claims with their source and time.
-}
 
 def usable_cores() -> int:
     """The cores this process may really run on (its CPU affinity: a container or `taskset` may
@@ -175,20 +162,7 @@ class People:
             return s.get(Person, person_id)
 
     def claims(self, person_id: str, scopes: set[str], *, national_id_allowed: bool) -> dict[str, Any]:
-        attrs = self.attributes(person_id)
-        out: dict[str, Any] = {}
-        for scope in scopes:
-            if scope == "national_id" and not national_id_allowed:
-                continue
-            for name in SCOPE_CLAIMS.get(scope, ()):
-                if name in attrs:
-                    value = attrs[name].value
-                    out[name] = {"formatted": value} if name == "address" and isinstance(value, str) else value
-        # Sources store only what they verified; local (test/demo) accounts are self-asserted.
-        for name in ("phone_number", "email"):
-            if name in out and f"{name}_verified" not in out:
-                out[f"{name}_verified"] = attrs[name].source != "local"
-        return out
+        return release(self.attributes(person_id), scopes, national_id_allowed=national_id_allowed)
 
     def verified_claims(self, person_id: str, scopes: set[str], *, national_id_allowed: bool) -> list[dict[str, Any]]:
         """OpenID Connect for Identity Assurance 1.0 `verified_claims`: the claims the scopes
@@ -204,7 +178,7 @@ class People:
             if attr is None or attr.source == "local" or name.endswith("_verified"):
                 continue
             group = groups.setdefault(attr.source, {"claims": {}, "time": 0.0})
-            group["claims"][name] = {"formatted": attr.value} if name == "address" and isinstance(attr.value, str) else attr.value
+            group["claims"][name] = claim_value(name, attr.value)
             group["time"] = max(group["time"], attr.verified_at)
         return [
             {

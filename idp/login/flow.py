@@ -18,6 +18,7 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 
 from connectors.base import LevelOfAssurance
 from idp.login.session import SsoSession
+from idp.oidc.errors import ascii_text, note, note_client, note_redirected, refusal
 from idp.oidc.protocol import AuthContext, NixaRequest
 
 PAR_URN = "urn:ietf:params:oauth:request_uri:"
@@ -25,10 +26,15 @@ PROMPTS = {"none", "login", "consent", "select_account"}
 
 
 class AuthorizationError(Exception):
-    def __init__(self, error: str, description: str) -> None:
-        super().__init__(description)
-        self.error = error
-        self.description = description
+    """A refusal of the catalogue (idp/oidc/errors.py), answered to the redirect_uri (or as JSON at /par)."""
+
+    def __init__(self, reason: str, **values: Any) -> None:
+        entry = refusal(reason)
+        note(reason)
+        self.reason = reason
+        self.error = entry.error
+        self.description = entry.text(**values)
+        super().__init__(self.description)
 
 
 class PageError(Exception):
@@ -114,8 +120,17 @@ def add_query(uri: str, params: dict[str, str]) -> str:
 
 
 def error_redirect(nixa: Any, redirect_uri: str, error: str, description: str, state: str | None) -> str:
-    # RFC 9207: iss in every authorization response, errors included.
-    return add_query(redirect_uri, {"error": error, "error_description": description, "state": state, "iss": nixa.settings.issuer})
+    # RFC 9207: iss in every authorization response, errors included; the request's reference
+    # (idp/ops.py), which its audit event carries, so the integrator can quote it.
+    from idp.ops import request_id
+
+    note_redirected(error)
+    return add_query(redirect_uri, {"error": error, "error_description": ascii_text(description), "state": state,
+                                    "iss": nixa.settings.issuer, "request_id": request_id.get()})
+
+
+def refused_redirect(nixa: Any, redirect_uri: str, err: AuthorizationError, state: str | None) -> str:
+    return error_redirect(nixa, redirect_uri, err.error, err.description, state)
 
 
 SUPPORTED_ACR = " ".join(lv.acr for lv in LevelOfAssurance)
@@ -133,7 +148,7 @@ def required_level(params: dict[str, str], client: Any = None) -> int:
         values = list(metadata.get("default_acr_values") or [])
     known = [lv for lv in (LevelOfAssurance.from_acr(v) for v in values) if lv is not None]
     if values and not known:
-        raise AuthorizationError("invalid_request", f"acr_values: none of the requested levels is supported; supported: {SUPPORTED_ACR}")
+        raise AuthorizationError("acr_values_unsupported", supported=SUPPORTED_ACR)
     level = int(min(known)) if known else int(LevelOfAssurance.LOW)
     minimum = LevelOfAssurance.from_acr(str(metadata.get("nixa_minimum_acr") or ""))
     return max(level, int(minimum)) if minimum is not None else level
@@ -143,34 +158,36 @@ def check_authorization_request(nixa: Any, client: Any, params: dict[str, str]) 
     """Everything that can be checked once client and redirect_uri are proven (shared with PAR)."""
     redirect_uri = params.get("redirect_uri")
     if not redirect_uri:
-        raise AuthorizationError("invalid_request", "redirect_uri is required")
+        raise AuthorizationError("redirect_uri_missing")
     if not client.check_redirect_uri(redirect_uri):
-        raise AuthorizationError("invalid_request", "redirect_uri is not registered for this client")
+        raise AuthorizationError("redirect_uri_not_registered")
     if "request" in params:
-        raise AuthorizationError("request_not_supported", "Request objects are not supported")
+        raise AuthorizationError("request_object_unsupported")
     if "request_uri" in params:
-        raise AuthorizationError("request_uri_not_supported", "request_uri is only supported from the PAR endpoint")
+        raise AuthorizationError("request_uri_unsupported")
     if params.get("response_type") != "code":
-        raise AuthorizationError("unsupported_response_type", "Only response_type=code is supported")
+        raise AuthorizationError("response_type_unsupported")
     if not client.check_response_type("code"):
-        raise AuthorizationError("unauthorized_client", "This client may not use the authorization code flow")
+        raise AuthorizationError("code_flow_not_allowed")
     if params.get("response_mode", "query") != "query":
-        raise AuthorizationError("invalid_request", "Only response_mode=query is supported")
+        raise AuthorizationError("response_mode_unsupported")
     check_pkce(client, params)
     prompts = params.get("prompt", "").split()
     if set(prompts) - PROMPTS:
-        raise AuthorizationError("invalid_request", "Unknown prompt value")
+        raise AuthorizationError("prompt_unknown")
     if "none" in prompts and len(prompts) > 1:
-        raise AuthorizationError("invalid_request", "prompt=none cannot be combined with other values")
+        raise AuthorizationError("prompt_none_combined")
     if "max_age" in params:
         value = params["max_age"]
         if not value.isdigit() or len(value) > 9:
-            raise AuthorizationError("invalid_request", "max_age must be a non-negative integer")
+            raise AuthorizationError("max_age_invalid")
     if "openid" not in params.get("scope", "").split():
-        raise AuthorizationError("invalid_scope", "The openid scope is required")
+        raise AuthorizationError("openid_scope_missing")
+    if client.refuses_dropped_scopes and (dropped := client.dropped_scopes(params.get("scope"))):
+        raise AuthorizationError("scope_not_allowed", scopes=" ".join(dropped)[:300])
     for name in ("state", "nonce", "login_hint", "ui_locales", "acr_values"):
         if len(params.get(name, "")) > 1024:
-            raise AuthorizationError("invalid_request", f"{name} is too long")
+            raise AuthorizationError("param_value_too_long", name=name)
     check_resources(nixa, client, params)
 
 
@@ -182,7 +199,7 @@ def check_resources(nixa: Any, client: Any, params: dict[str, str]) -> None:
     try:
         nixa.resources.for_request(params.get("resource"), client.get_allowed_scope(params.get("scope", "")), nixa.scopes_supported)
     except InvalidTargetError as err:
-        raise AuthorizationError("invalid_target", err.description) from err
+        raise AuthorizationError(err.nixa_reason, **err.nixa_values) from err
 
 
 def check_pkce(client: Any, params: dict[str, str]) -> None:
@@ -192,15 +209,16 @@ def check_pkce(client: Any, params: dict[str, str]) -> None:
     method = params.get("code_challenge_method")
     if challenge is None and method is None:
         if not client.pkce_optional:
-            raise AuthorizationError("invalid_request", "PKCE (code_challenge with code_challenge_method=S256) is required")
+            raise AuthorizationError("pkce_required")
         return
     if challenge is None:
-        raise AuthorizationError("invalid_request", "code_challenge is missing")
+        raise AuthorizationError("pkce_challenge_missing")
     if (method or "plain") != "S256":
-        raise AuthorizationError("invalid_request", "code_challenge_method must be S256 (plain, or no method, is refused)")
+        raise AuthorizationError("pkce_method_not_s256")
 
 
 def _find_client_and_params(nixa: Any, params: dict[str, str]) -> tuple[Any, dict[str, str], bool]:
+    note_client(params.get("client_id"))  # for the audit event, should this request be refused
     client = nixa.clients.get(params.get("client_id"))
     if client is None:
         raise PageError("unknown_client")
@@ -224,15 +242,15 @@ def begin(nixa: Any, params: dict[str, str], browser_id: str, session: SsoSessio
     state = params.get("state")
     try:
         if client.require_par and not from_par:
-            raise AuthorizationError("invalid_request", "This client must use pushed authorization requests (RFC 9126)")
+            raise AuthorizationError("par_required")
         check_authorization_request(nixa, client, params)
         req = NixaRequest("GET", nixa.settings.issuer + "/authorize", {}, query=params)
         nixa.server.get_consent_grant(req, end_user=None)  # Authlib's own checks (scope, PKCE, ...)
         hint_sub = _id_token_hint_subject(nixa, client, params)
         required = required_level(params, client)
     except AuthorizationError as err:
-        nixa.events.emit("authorization.failed", client_id=client.client_id, data={"error": err.error})
-        return "redirect", error_redirect(nixa, params["redirect_uri"], err.error, err.description, state)
+        nixa.events.emit("authorization.failed", client_id=client.client_id, data={"error": err.error, "reason": err.reason})
+        return "redirect", refused_redirect(nixa, params["redirect_uri"], err, state)
     except OAuth2Error as err:
         nixa.events.emit("authorization.failed", client_id=client.client_id, data={"error": err.error})
         return "redirect", error_redirect(nixa, params["redirect_uri"], err.error, err.description or err.error, state)
@@ -263,7 +281,7 @@ def _id_token_hint_subject(nixa: Any, client: Any, params: dict[str, str]) -> st
     claims = nixa.tokens.validate_id_token_hint(hint)
     aud = claims.get("aud") if claims else None
     if not claims or client.client_id not in (aud if isinstance(aud, list) else [aud]):
-        raise AuthorizationError("invalid_request", "id_token_hint is not an ID token issued to this client")
+        raise AuthorizationError("id_token_hint_invalid")
     return str(claims.get("sub"))
 
 
@@ -359,10 +377,7 @@ def needs_consent(nixa: Any, pending: Pending, session: SsoSession) -> bool:
 
 
 def client_scopes(client: Any, pending: Pending) -> set[str]:
-    allowed = set(client.get_allowed_scope(pending.params.get("scope", "")).split())
-    if "national_id" in allowed and not client.may_receive_national_id:
-        allowed.discard("national_id")
-    return allowed
+    return client.granted_scopes(pending.params.get("scope", ""))
 
 
 def advance(nixa: Any, pending: Pending, session: SsoSession | None) -> tuple[str, str]:
@@ -373,13 +388,13 @@ def advance(nixa: Any, pending: Pending, session: SsoSession | None) -> tuple[st
     if not session_satisfies(nixa, pending, session):
         if none:
             nixa.store.delete(_key(pending.rid))
-            return "redirect", error_redirect(nixa, redirect_uri, "login_required", "The person must sign in", state)
+            return "redirect", refused_redirect(nixa, redirect_uri, AuthorizationError("login_required"), state)
         return "interaction", pending.rid
     assert session is not None
     if needs_consent(nixa, pending, session):
         if none:
             nixa.store.delete(_key(pending.rid))
-            return "redirect", error_redirect(nixa, redirect_uri, "consent_required", "The person must consent", state)
+            return "redirect", refused_redirect(nixa, redirect_uri, AuthorizationError("consent_required"), state)
         return "interaction", pending.rid
     return "finish", pending.rid
 
@@ -423,11 +438,12 @@ def finish(nixa: Any, rid: str, browser_id: str, session: SsoSession) -> str:
     return add_query(location, {"iss": nixa.settings.issuer})
 
 
-def deny(nixa: Any, rid: str, browser_id: str, error: str = "access_denied", description: str = "The person declined") -> str:
+def deny(nixa: Any, rid: str, browser_id: str, reason: str = "consent_declined") -> str:
     data = nixa.store.take(_key(rid))
     if not data or data["browser"] != browser_id:
         raise PageError("expired_request")
     pending = Pending.from_dict(data)
-    nixa.events.emit("consent.denied" if error == "access_denied" else "authorization.failed", client_id=pending.client_id,
-                     data={"error": error})
-    return error_redirect(nixa, pending.params["redirect_uri"], error, description, pending.params.get("state"))
+    err = AuthorizationError(reason)
+    nixa.events.emit("consent.denied" if err.error == "access_denied" else "authorization.failed", client_id=pending.client_id,
+                     data={"error": err.error, "reason": reason})
+    return refused_redirect(nixa, pending.params["redirect_uri"], err, pending.params.get("state"))

@@ -45,8 +45,11 @@ def render(request: Request, template: str, t: Translator, status: int = 200, **
 
 def message(request: Request, t: Translator, key: str, status: int = 400, *, is_error: bool = True, back_url: str | None = None,
             title_key: str = "error_title", **kw: Any) -> Response:
+    from idp.oidc.errors import note_page
     from idp.ops import request_id
 
+    if is_error:
+        note_page(key)
     return render(request, "message.html", t, status=status, title=t(title_key), message=t(key, **kw), is_error=is_error,
                   back_url=back_url, reference=request_id.get())
 

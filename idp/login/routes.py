@@ -28,6 +28,7 @@ from idp.login.pages import (
 )
 from idp.login.session import BROWSER_COOKIE, SESSION_COOKIE, Sessions, check_csrf, csrf_token
 from idp.oidc.endpoints import client_ip
+from idp.oidc.errors import note
 from idp.oidc.logout import SignedOutApps
 from idp.oidc.params import BadRequest, read_form, read_query
 
@@ -69,8 +70,8 @@ def _authorize_request(request: Request, nixa: Any, t: Any, params: dict[str, st
         if kind == "finish":
             kind, value = "redirect", _finish(nixa, value, bid, session_cookie(request), session)
     except flow.PageError as err:
-        nixa.events.emit("request.rejected", client_id=params.get("client_id", "")[:128] or None, ip=client_ip(request, nixa),
-                         data={"reason": err.code})
+        # Audited as request.rejected with this reason, like every refusal (idp/ops.py).
+        note(err.code, client_id=params.get("client_id"))
         return message(request, t, f"error_{err.code}", err.status)
     response = redirect(value if kind == "redirect" else f"/interaction/{value}")
     if new_browser:
@@ -135,8 +136,7 @@ def _show_step(request: Request, nixa: Any, pending: flow.Pending, t: Any, error
         return _complete(request, nixa, pending, session, cookie)
     methods = available_methods(nixa, pending, t, csrf)
     if not methods:
-        url = flow.deny(nixa, pending.rid, bid, "unmet_authentication_requirements",
-                        "No sign-in method reaches the requested level of assurance")
+        url = flow.deny(nixa, pending.rid, bid, "level_unreachable")
         return redirect(url)
     offered = {m["id"]: int(m["loa"]) for m in methods}
     if offered != pending.offered:
@@ -350,19 +350,19 @@ def _logout_request(request: Request, nixa: Any, t: Any, params: dict[str, str])
     if "id_token_hint" in params:
         hint = nixa.tokens.validate_id_token_hint(params["id_token_hint"])
         if hint is None:
-            return message(request, t, "error_invalid_logout")
+            return message(request, t, "error_logout_hint_invalid")
     client_id = params.get("client_id")
     if hint is not None:
         aud = hint.get("aud")
         auds = aud if isinstance(aud, list) else [aud]
         if client_id and client_id not in auds:
-            return message(request, t, "error_invalid_logout")
+            return message(request, t, "error_logout_client_mismatch")
         client_id = client_id or auds[0]
     target = params.get("post_logout_redirect_uri")
     if target:
         client = nixa.clients.get(client_id) if client_id else None
         if client is None or not client.check_post_logout_redirect_uri(target):
-            return message(request, t, "error_invalid_logout")
+            return message(request, t, "error_logout_redirect_not_registered")
     cookie = session_cookie(request)
     session = sessions(nixa).load(cookie)
     bid, new_browser = ensure_browser_id(request)

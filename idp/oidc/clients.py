@@ -78,6 +78,32 @@ class ClientModel(ClientMixin):
         allowed = set(self.metadata.get("scope", "").split())
         return " ".join(s for s in scope.split() if s in allowed)
 
+    def dropped_scopes(self, scope: str | None) -> list[str]:
+        """What of `scope` this client does not get: scopes that do not exist or it is not
+        registered for, and `national_id` unless an administrator authorised it. Dropped
+        silently (OIDC Core §3.1.2.1: ignore what is not understood), or refused for a client
+        registered with `nixa_refuse_unknown_scopes` (RFC 6749 §3.3: invalid_scope)."""
+        granted = self.granted_scopes(scope)
+        return [s for s in dict.fromkeys((scope or "").split()) if s not in granted]
+
+    def granted_scopes(self, scope: str | None) -> set[str]:
+        allowed = set(self.get_allowed_scope(scope).split())
+        if not self.may_receive_national_id:
+            allowed.discard("national_id")
+        return allowed
+
+    @property
+    def refuses_dropped_scopes(self) -> bool:
+        return bool(self.metadata.get("nixa_refuse_unknown_scopes"))
+
+    def check_scope(self, scope: str | None) -> None:
+        """The opt-in refusal of what `dropped_scopes` would drop."""
+        from idp.oidc.errors import refuse
+
+        dropped = self.dropped_scopes(scope) if self.refuses_dropped_scopes else []
+        if dropped:
+            raise refuse("scope_not_allowed", scopes=" ".join(dropped)[:300])
+
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return matches_registered(redirect_uri, self.metadata.get("redirect_uris", []),
                                   native=self.metadata.get("application_type") == "native")

@@ -14,7 +14,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from connectors.base import ACR_BY_LEVEL
-from idp.identity.people import SCOPE_CLAIMS
+from idp.identity.claims import SCOPE_CLAIMS
+from idp.oidc.errors import note, note_client, refusal
 from idp.oidc.params import BadRequest, read_form
 from idp.oidc.grants import AUTH_METHODS
 from idp.oidc.protocol import NixaRequest
@@ -87,9 +88,9 @@ def check_basic_auth(request: Request) -> None:
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (ValueError, UnicodeDecodeError):
-        raise BadRequest("The Basic credentials are malformed.", status=401, error="invalid_client") from None
+        raise BadRequest("basic_malformed") from None
     if "\x00" in unquote(decoded) or len(decoded) > 1024:
-        raise BadRequest("The Basic credentials are malformed.", status=401, error="invalid_client")
+        raise BadRequest("basic_malformed")
 
 
 async def oauth_request(request: Request, nixa: Any) -> NixaRequest:
@@ -227,27 +228,38 @@ async def revoke(request: Request, nixa: NixaDep) -> Response:
 # ---- userinfo (OIDC Core §5.3) ------------------------------------------------------------------------
 
 
-def _bearer_error(error: str, description: str, status: int) -> Response:
+def _bearer_error(reason: str, **values: Any) -> Response:
+    """RFC 6750 §3: the catalogue's refusal, in the body and in WWW-Authenticate."""
+    entry = refusal(reason)
+    note(reason)
+    description = entry.text(**values)
     return JSONResponse(
-        {"error": error, "error_description": description},
-        status_code=status,
-        headers={"WWW-Authenticate": f'Bearer error="{error}", error_description="{description}"', "Cache-Control": "no-store"},
+        {"error": entry.error, "error_description": description},
+        status_code=entry.status,
+        headers={"WWW-Authenticate": f'Bearer error="{entry.error}", error_description="{description}"', "Cache-Control": "no-store"},
     )
+
+
+def _no_token() -> Response:
+    note("token_missing")
+    return JSONResponse({"error": "invalid_request", "error_description": refusal("token_missing").text()}, status_code=401,
+                        headers={"WWW-Authenticate": 'Bearer realm="nixa"', "Cache-Control": "no-store"})
 
 
 def _userinfo(nixa: Any, access_token: str) -> Response:
     try:
         info = nixa.tokens.validate_access_token(access_token)
     except InvalidToken as exc:
-        return _bearer_error("invalid_token", exc.description, 401)
+        return _bearer_error(exc.reason)
+    note_client(info.client_id)
     if userinfo_audience(nixa.settings.issuer) not in info.audience:
         # RFC 8707 / RFC 9068 §4: a token for an agency's API is not a token for UserInfo.
-        return _bearer_error("invalid_token", "The access token is not meant for UserInfo (its audience is another resource)", 401)
+        return _bearer_error("token_not_for_userinfo")
     if "openid" not in info.scope or not info.person_id:
-        return _bearer_error("insufficient_scope", "The access token does not carry the openid scope", 403)
+        return _bearer_error("token_without_openid")
     client = nixa.clients.get(info.client_id)
     if client is None:
-        return _bearer_error("invalid_token", "The client is no longer registered", 401)
+        return _bearer_error("client_disabled")
     claims = nixa.people.claims(info.person_id, info.scope, national_id_allowed=client.may_receive_national_id)
     body = {"sub": info.claims["sub"], **claims}
     if "verified_claims" in info.scope:
@@ -264,7 +276,7 @@ def _bearer_from_header(request: Request) -> str | None:
         return None
     scheme, _, value = auth.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
-        raise BadRequest("The Authorization header must be 'Bearer <token>'.")
+        raise BadRequest("bearer_malformed")
     return value.strip()
 
 
@@ -273,10 +285,9 @@ def userinfo_get(request: Request, nixa: NixaDep) -> Response:
     try:
         token_value = _bearer_from_header(request)
     except BadRequest as exc:
-        return _bearer_error("invalid_request", exc.description, 400)
+        return _bearer_error(exc.reason)
     if not token_value:
-        return JSONResponse({"error": "invalid_request", "error_description": "No access token"}, status_code=401,
-                            headers={"WWW-Authenticate": 'Bearer realm="nixa"', "Cache-Control": "no-store"})
+        return _no_token()
     return _userinfo(nixa, token_value)
 
 
@@ -288,14 +299,13 @@ async def userinfo_post(request: Request, nixa: NixaDep) -> Response:
         if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
             form = await read_form(request, max_body=nixa.settings.max_body_bytes, max_length=nixa.settings.max_param_length)
     except BadRequest as exc:
-        return _bearer_error("invalid_request", exc.description, exc.status)
+        return _bearer_error(exc.reason, **exc.values)
     if token_value and form.get("access_token"):
         # RFC 6750 §2: more than one method of sending the token is an invalid_request.
-        return _bearer_error("invalid_request", "The access token was sent more than once", 400)
+        return _bearer_error("token_sent_twice")
     token_value = token_value or form.get("access_token")
     if not token_value:
-        return JSONResponse({"error": "invalid_request", "error_description": "No access token"}, status_code=401,
-                            headers={"WWW-Authenticate": 'Bearer realm="nixa"', "Cache-Control": "no-store"})
+        return _no_token()
     return await run_in_threadpool(_userinfo, nixa, token_value)
 
 
@@ -318,13 +328,13 @@ def _par(nixa: Any, req: NixaRequest) -> Response:
     except OAuth2Error as error:
         return nixa.server.handle_error_response(req, error)
     params = {k: v for k, v in req.form.items() if k not in ("client_assertion", "client_assertion_type", "client_secret")}
-    if "request_uri" in params:
-        return JSONResponse({"error": "invalid_request", "error_description": "request_uri is not allowed in a pushed request"},
-                            status_code=400, headers={"Cache-Control": "no-store"})
     params["client_id"] = client.client_id  # a different one was refused by authenticate_client
     try:
+        if "request_uri" in params:
+            raise AuthorizationError("request_uri_in_par")
         check_authorization_request(nixa, client, params)
     except AuthorizationError as err:
+        note(err.reason, client_id=client.client_id)
         return JSONResponse({"error": err.error, "error_description": err.description}, status_code=400,
                             headers={"Cache-Control": "no-store"})
     handle = secrets.token_urlsafe(24)

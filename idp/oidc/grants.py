@@ -7,8 +7,6 @@ import time
 from typing import Any
 
 from authlib.oauth2.rfc6749 import (
-    InvalidGrantError,
-    InvalidRequestError,
     OAuth2Request,
     grants,
 )
@@ -17,6 +15,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from joserfc.jwk import KeySet
 
 from idp.oidc.clients import ClientModel
+from idp.oidc.errors import refuse
 from idp.oidc.resources import parse_resources
 from idp.oidc.tokens import token_hash
 from idp.oidc.protocol import AuthContext, StoredCode, StoredRefresh
@@ -79,7 +78,7 @@ class NixaCodeGrant(ResourceIndicators, grants.AuthorizationCodeGrant):
     def query_authorization_code(self, code: str, client: ClientModel) -> StoredCode | None:
         nixa = self.server.nixa
         if not isinstance(code, str) or len(code) > 512:
-            return None
+            raise refuse("code_unknown")
         key = token_hash(code)
         data = nixa.store.take(f"code:{key}")
         if data is None:
@@ -89,17 +88,15 @@ class NixaCodeGrant(ResourceIndicators, grants.AuthorizationCodeGrant):
                 nixa.events.emit("code.replayed", client_id=client.client_id, person_id=used.get("person_id"),
                                  data={"grant_id": used["grant_id"]})
                 nixa.tokens.revoke_grant(used["grant_id"], "code_replayed", client_id=client.client_id, person_id=used.get("person_id"))
-                raise InvalidGrantError("This code was already used: a code works once (RFC 6749, 4.1.2), and the tokens it "
-                                        "gave are now revoked.")
+                raise refuse("code_reused")
             if nixa.store.get(f"code-issued:{key}"):
-                raise InvalidGrantError(f"This code expired (codes live {nixa.tokens.lifetime('code_ttl', client.client_id)} s): "
-                                        "redeem it as soon as the callback arrives, or start the sign-in again.")
-            raise InvalidGrantError("This code was never issued by this NIXA: send the `code` from the callback, unchanged.")
+                raise refuse("code_expired", ttl=nixa.tokens.lifetime("code_ttl", client.client_id))
+            raise refuse("code_unknown")
         ctx = AuthContext(**data["ctx"])
         nixa.store.put(f"code-used:{key}", {"grant_id": ctx.grant_id, "person_id": ctx.person_id}, max(600, nixa.settings.code_ttl * 10))
         if data["client_id"] != client.client_id:
             # Bound to the client it was issued to (and now spent: a stolen code is worth one try).
-            raise InvalidGrantError("This code was issued to another client.")
+            raise refuse("code_other_client")
         return StoredCode(data["client_id"], data["redirect_uri"], data["scope"], data["code_challenge"], data["code_challenge_method"], ctx,
                           data.get("resources") or [])
 
@@ -123,15 +120,15 @@ class NixaCodeChallenge(CodeChallenge):
         # no path to a code can skip them: RFC 7636 §4.3, no method means `plain`.
         data = grant.request.payload.data
         if data.get("code_challenge") and data.get("code_challenge_method") != "S256":
-            raise InvalidRequestError("code_challenge_method must be S256 (plain, or no method, is refused)")
+            raise refuse("pkce_method_not_s256")
         if not data.get("code_challenge") and not grant.request.client.pkce_optional:
-            raise InvalidRequestError("PKCE (code_challenge with code_challenge_method=S256) is required")
+            raise refuse("pkce_required")
         super().validate_code_challenge(grant, redirect_uri)
 
     def validate_code_verifier(self, grant: grants.BaseGrant, result: Any) -> None:
         code = grant.request.authorization_code
         if code is not None and not code.code_challenge and not grant.request.client.pkce_optional:
-            raise InvalidGrantError(description="The code was issued without PKCE, which this client must use.")
+            raise refuse("code_without_pkce")
         super().validate_code_verifier(grant, result)
 
 
@@ -171,20 +168,27 @@ class NixaRefreshGrant(ResourceIndicators, grants.RefreshTokenGrant):
     INCLUDE_NEW_REFRESH_TOKEN = True  # rotation: every use returns a new refresh token
 
     def authenticate_refresh_token(self, refresh_token: str) -> StoredRefresh | None:
+        """Each way a refresh token can be refused, told apart (errors.md)."""
         nixa = self.server.nixa
         found = nixa.tokens.find_refresh_token(refresh_token)
         if found is None:
-            return None
+            raise refuse("refresh_unknown")
         row, grant = found
-        if grant is None or grant.revoked_at is not None or row.expires_at <= nixa.clock():
-            return None
+        client = self.request.client
+        if client is not None and row.client_id != client.client_id:
+            raise refuse("refresh_unknown")  # another client's token: nothing said about it
+        if grant is None or grant.revoked_at is not None:
+            raise refuse("refresh_grant_revoked")
+        if row.expires_at <= nixa.clock():
+            raise refuse("refresh_expired")
         if self.grant_ends_at(grant) <= nixa.clock():
-            return None  # the grant's absolute lifetime is over: the person signs in again
+            # the grant's absolute lifetime is over: the person signs in again
+            raise refuse("refresh_grant_ended", limit=nixa.settings.refresh_grant_max_lifetime)
         if row.rotated_at is not None:
             self._reuse_detected(row, grant)
-            return None
+            raise refuse("refresh_reused")
         if not nixa.still_valid_at_sources(grant):
-            return None
+            raise refuse("refresh_person_refused")
         return StoredRefresh(row, grant)
 
     def granted_resources(self) -> list[str]:
@@ -203,7 +207,7 @@ class NixaRefreshGrant(ResourceIndicators, grants.RefreshTokenGrant):
         if not nixa.tokens.mark_rotated(refresh_token.row.token_hash):
             # Lost a race with another use of the same token: that is reuse too.
             self._reuse_detected(refresh_token.row, refresh_token.grant)
-            raise InvalidGrantError("The refresh token was already used.")
+            raise refuse("refresh_reused")
         g = refresh_token.grant
         return AuthContext(person_id=g.person_id, grant_id=g.id, sid=g.sid, auth_time=g.auth_time, acr=g.acr, amr=list(g.amr or []),
                            methods=list(g.methods or []))
@@ -229,6 +233,7 @@ class NixaClientCredentialsGrant(ResourceIndicators, grants.ClientCredentialsGra
     def resolve_target(self) -> None:
         # No authorization came first: the requested scope itself must suit the resource.
         nixa, request = self.server.nixa, self.request
+        request.client.check_scope(request.payload.scope)
         scope = request.client.get_allowed_scope(request.payload.scope)
         request.target = nixa.resources.for_request(request.form.get("resource"), scope, nixa.scopes_supported)
 
@@ -273,43 +278,36 @@ class NixaClientAssertion(JWTBearerClientAssertion):
     def check_lifetime(self, claims: dict) -> None:
         """RFC 7523 §3 leaves the lifetime to the server; the safer choice: a few minutes at most,
         `iat` required (RFC 7523 §3 item 6 allows refusing assertions without it)."""
-        from authlib.oauth2.rfc6749 import InvalidClientError
-
         now = time.time()
         exp, iat = claims.get("exp"), claims.get("iat")
         if not _is_number(exp):
-            raise InvalidClientError(description="The client assertion has no valid exp.")
+            raise refuse("client_assertion_no_exp")
         if not _is_number(iat):
-            raise InvalidClientError(description="The client assertion has no valid iat.")
+            raise refuse("client_assertion_no_iat")
         if iat > now + ASSERTION_CLOCK_SKEW:
-            raise InvalidClientError(description="The client assertion was issued in the future.")
+            raise refuse("client_assertion_future_iat")
         if exp > now + self.nixa.settings.client_assertion_max_lifetime + ASSERTION_CLOCK_SKEW:
-            raise InvalidClientError(description="The client assertion lives too long "
-                                                 f"(exp at most {self.nixa.settings.client_assertion_max_lifetime} s ahead).")
+            raise refuse("client_assertion_too_long", limit=self.nixa.settings.client_assertion_max_lifetime)
 
     def resolve_client_public_key(self, client: ClientModel) -> KeySet:
-        from authlib.oauth2.rfc6749 import InvalidClientError
-
         # Only a client registered for private_key_jwt has keys; anything else (or an
         # unreachable jwks_uri) is an authentication failure, not a 500.
         if client.metadata.get("token_endpoint_auth_method") != "private_key_jwt":
-            raise InvalidClientError(description="This client does not authenticate with private_key_jwt.")
+            raise refuse("client_not_private_key_jwt")
         try:
             return self.nixa.client_keys(client)
         except Exception as exc:
-            raise InvalidClientError(description="The client's keys cannot be obtained.") from exc
+            raise refuse("client_keys_unavailable") from exc
 
     def process_assertion_claims(self, assertion: str, resolve_key: Any) -> Any:
         from joserfc import jwt
         from joserfc.errors import JoseError
 
-        from authlib.oauth2.rfc6749 import InvalidClientError
-
         # Only asymmetric algorithms: an HS256 assertion keyed with a public key is refused.
         try:
             token = jwt.decode(assertion, resolve_key, algorithms=["RS256", "PS256", "ES256", "EdDSA"])
         except (JoseError, ValueError, TypeError) as exc:
-            raise InvalidClientError(description="Invalid client assertion.") from exc
+            raise refuse("client_assertion_invalid") from exc
         # Lifetime before the claims registry: the jti is remembered only once exp is bounded.
         self.check_lifetime(token.claims)
         self.verify_claims(token.claims)

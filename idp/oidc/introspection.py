@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from authlib.oauth2.rfc6749 import (
-    OAuth2Request,
-    UnauthorizedClientError,
-)
+from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
 from idp.oidc.clients import ClientModel
+from idp.oidc.errors import refuse
 from idp.oidc.tokens import InvalidToken, audience_of
 from idp.oidc.grants import AUTH_METHODS, CONFIDENTIAL_METHODS
 from idp.oidc.protocol import StoredRefresh, TokenRef
@@ -89,7 +87,7 @@ class NixaRevocation(RevocationEndpoint):
         token = self.query_token(request.form["token"], request.form.get("token_type_hint"))
         if token and not token.check_client(client):
             # RFC 7009 §2.1: a client may revoke only tokens issued to it.
-            raise UnauthorizedClientError("The token was not issued to this client.")
+            raise refuse("revoke_other_client")
         return token
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> TokenRef | None:

@@ -38,7 +38,9 @@ STANDARD_FIELDS = {
 }
 # NIXA's own fields, prefixed so they can never collide with a future standard name.
 # nixa_pkce_optional: a legacy confidential client let off PKCE (never a public one).
-NIXA_FLAGS = {"nixa_first_party", "nixa_national_id_authorized", "nixa_pkce_optional"}
+# nixa_refuse_unknown_scopes: refuse (invalid_scope, naming them) the scopes NIXA would otherwise
+# drop silently: unknown ones, ones the client is not registered for, national_id unauthorised.
+NIXA_FLAGS = {"nixa_first_party", "nixa_national_id_authorized", "nixa_pkce_optional", "nixa_refuse_unknown_scopes"}
 # nixa_minimum_acr: the lowest level this client ever accepts, whatever a request asks for.
 # nixa_*_ttl: this client's token lifetimes in seconds; they only ever shorten the deployment's.
 LIFETIMES = {"nixa_code_ttl": (10, 600), "nixa_access_token_ttl": (30, 86400), "nixa_id_token_ttl": (30, 86400),

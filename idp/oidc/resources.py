@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from authlib.oauth2.rfc6749 import OAuth2Error
 from sqlalchemy import select
 
+from idp.oidc.errors import refuse
 from idp.store.cache import ReadCache
 from idp.store.db import Database
 from idp.store.models import Client, ResourceServer
@@ -67,11 +68,11 @@ def parse_resources(value: str | None) -> list[str]:
     """The `resource` parameter (repeated values are joined by a space in params.py), checked."""
     resources = list(dict.fromkeys((value or "").split()))
     if len(resources) > MAX_RESOURCES:
-        raise InvalidTargetError(f"At most {MAX_RESOURCES} resources may be requested at once.")
+        raise refuse("resource_too_many", limit=MAX_RESOURCES)
     for resource in resources:
         reason = check_identifier(resource)
         if reason:
-            raise InvalidTargetError(reason.capitalize() + ".")
+            raise refuse("resource_malformed", detail=reason.capitalize())
     return resources
 
 
@@ -132,7 +133,7 @@ class ResourceRegistry:
         wanted = resources or (granted or [userinfo])
         allowed = set(granted or [userinfo]) if granted is not None else None
         if allowed is not None and not set(wanted) <= allowed:
-            raise InvalidTargetError("The resource was not granted by the authorization (a token may only narrow it).")
+            raise refuse("resource_not_granted")
         accepted: set[str] | None = set()
         for resource in wanted:
             if resource == userinfo:
@@ -140,7 +141,7 @@ class ResourceRegistry:
                 continue
             rs = self.get(resource)
             if rs is None:
-                raise InvalidTargetError(f"Unknown resource: {resource[:100]}")
+                raise refuse("resource_unknown", resource=resource[:100])
             if accepted is not None:
                 accepted |= rs.scopes
         return Target(tuple(wanted), frozenset(accepted) if accepted is not None else None)
@@ -153,7 +154,7 @@ class ResourceRegistry:
         if target.accepted is not None:
             stray = [s for s in scope.split() if s not in own_scopes and s not in target.accepted]
             if stray:
-                raise InvalidTargetError(f"No requested resource accepts the scope {stray[0][:64]}.")
+                raise refuse("resource_scope_unaccepted", scope=stray[0][:64])
         return target
 
     # ---- administration ------------------------------------------------------------------

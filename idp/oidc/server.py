@@ -16,6 +16,7 @@ from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from starlette.responses import JSONResponse, Response
 
 from idp.oidc.clients import ClientModel
+from idp.oidc.errors import authlib_reason, note, note_client, refuse
 from idp.oidc.grants import (
     NixaClientAssertion,
     NixaClientCredentialsGrant,
@@ -44,26 +45,26 @@ class NixaAuthorizationServer(AuthorizationServer):
     def authenticate_client(self, request: OAuth2Request, methods: list[str], endpoint: str = "token") -> ClientModel:
         """Every endpoint that authenticates a client (/token, /introspect, /revoke, /par) comes
         through here: a client_id in the body naming another client than the one authenticated
-        (by Basic credentials or an assertion) is refused, never silently ignored."""
+        (by Basic credentials or an assertion) is refused, never silently ignored. Every failure
+        leaves with its reason from the catalogue (idp/oidc/errors.py)."""
         try:
             client = super().authenticate_client(request, methods, endpoint)
         except InvalidClientError as exc:
-            if str(exc.description or "").startswith("The client cannot authenticate"):
-                exc.description = self._why_not_authenticated(request)  # say what was wrong (issue 13)
-            raise
+            raise self._why_not_authenticated(request, exc) from exc
+        note_client(client.client_id)
         body_client_id = request.form.get("client_id")
         if body_client_id is not None and body_client_id != client.client_id:
-            status = 401 if request.headers.get("authorization") else 400
-            raise InvalidClientError(description="client_id does not match the authenticated client", status_code=status)
+            raise refuse("client_id_mismatch", status=401 if request.headers.get("authorization") else 400)
         return client
 
-    def _why_not_authenticated(self, request: OAuth2Request) -> str:
+    def _why_not_authenticated(self, request: OAuth2Request, exc: InvalidClientError) -> Exception:
         """What the request presented against what the client is registered for; nothing about
         any other client, and never whether a secret was close."""
         from authlib.oauth2.rfc6749.util import extract_basic_authorization
 
         basic_id, _ = extract_basic_authorization(request.headers)
         form = request.form
+        status = 401 if basic_id else exc.status_code
         if basic_id:
             presented, client_id = "client_secret_basic", basic_id
         elif form.get("client_assertion"):
@@ -72,15 +73,23 @@ class NixaAuthorizationServer(AuthorizationServer):
             presented, client_id = "client_secret_post", form.get("client_id")
         else:
             presented, client_id = "none", form.get("client_id")
+        note_client(client_id)
+        if getattr(exc, "nixa_reason", None):
+            return exc  # ours already (the assertion's lifetime, keys, method)
         client = self.nixa.clients.get(client_id) if client_id else None
         if client is None:
-            return "Unknown client_id, or no client authentication in the request."
+            return refuse("client_unknown", status=status)
         registered = client.metadata.get("token_endpoint_auth_method", "client_secret_basic")
         if presented == "none":
-            return f"No client authentication in the request: this client authenticates with {registered}."
+            return refuse("client_auth_missing", status=status, registered=registered)
         if presented != registered:
-            return f"This client is registered for {registered}, and the request used {presented}."
-        return "The client secret is wrong." if presented.startswith("client_secret") else "The client assertion was not accepted."
+            return refuse("client_auth_method_mismatch", status=status, registered=registered, presented=presented)
+        if presented.startswith("client_secret"):
+            return refuse("client_secret_wrong", status=status)
+        if str(exc.description or "").startswith("The client cannot authenticate"):
+            return refuse("client_assertion_rejected", status=status)
+        # Authlib's own finding about the assertion's claims (iss/sub, aud, jti used before...).
+        return refuse("client_assertion_claims", status=status, detail=str(exc.description or "")[:200])
 
     def save_token(self, token: dict, request: OAuth2Request) -> None:
         """Tokens are persisted as they are issued (see issue_tokens)."""
@@ -102,6 +111,13 @@ class NixaAuthorizationServer(AuthorizationServer):
                 headers.setdefault("Pragma", "no-cache")
             return JSONResponse(body, status_code=status, headers=headers)
         return Response(body or b"", status_code=status, headers=headers)
+
+    def handle_error_response(self, request: OAuth2Request, error: Any) -> Response:
+        # Authlib's own refusals (an unsupported grant_type, a wrong code_verifier...) have no
+        # reason of ours: the audit event gets Authlib's error code as its reason.
+        if not getattr(error, "nixa_reason", None):
+            note(authlib_reason(str(error.error), str(error.get_error_description() or "")))
+        return super().handle_error_response(request, error)
 
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         return None

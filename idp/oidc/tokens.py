@@ -50,9 +50,14 @@ def half_hash(value: str, alg: str) -> str:
 
 
 class InvalidToken(Exception):
-    def __init__(self, description: str = "The access token is invalid") -> None:
-        super().__init__(description)
-        self.description = description
+    """An access token refused, by its reason in the catalogue (idp/oidc/errors.py)."""
+
+    def __init__(self, reason: str = "token_invalid") -> None:
+        from idp.oidc.errors import refusal
+
+        self.reason = reason
+        self.description = refusal(reason).text()
+        super().__init__(self.description)
 
 
 @dataclass(frozen=True)
@@ -182,11 +187,11 @@ class TokenService:
             raise InvalidToken()  # whose audience it is, each endpoint decides (UserInfo, introspection)
         exp = claims.get("exp")
         if not isinstance(exp, (int, float)) or exp <= now:
-            raise InvalidToken("The access token expired")
+            raise InvalidToken("token_expired")
         # Revoked token or revoked grant: both markers in one round trip.
         markers = [f"revoked:jti:{claims.get('jti')}"] + ([f"revoked:grant:{claims['gid']}"] if claims.get("gid") else [])
         if any(v is not None for v in self.store.get_many(markers)):
-            raise InvalidToken("The access token was revoked")
+            raise InvalidToken("token_revoked")
         return AccessTokenInfo(claims, self._unseal_person(claims))
 
     def _unseal_person(self, claims: dict[str, Any]) -> str | None:

@@ -98,9 +98,13 @@ def test_an_unexpected_failure_is_a_clear_answer_not_a_stack_trace(nixa) -> None
             r = c.post("/token", data={"grant_type": "authorization_code", "code": "x", "redirect_uri": client.redirect_uri},
                        auth=(client.client_id, client.secret))
             assert r.status_code == 500 and r.json()["error"] == "server_error" and "Traceback" not in r.text
+            from tests.oidc.test_refusals import audited_reference
+
+            assert audited_reference(nixa, r).data["reason"] == "server_error"  # the reference is in the audit log
             page = c.get("/authorize", params={"client_id": client.client_id, "redirect_uri": client.redirect_uri,
                                                "response_type": "code", "scope": "openid", "code_challenge": "a" * 43,
                                                "code_challenge_method": "S256"})
             assert page.status_code == 500 and "Đã xảy ra lỗi" in page.text and "Traceback" not in page.text
+            assert page.headers["x-request-id"] in page.text
     finally:
         nixa.store = real
