@@ -67,6 +67,13 @@ function errorPage(res, error, description, status = 400) {
     "<p><a href='/'>Quay lại · <span lang='en'>Back</span></a></p>", status)
 }
 
+// The OAuth error in what openid-client throws: a JSON error body (ResponseBodyError) or, for a
+// 401 such as a wrong client secret, the WWW-Authenticate challenge (WWWAuthenticateChallengeError).
+function oauthError(err) {
+  const challenge = Array.isArray(err.cause) ? err.cause[0]?.parameters : undefined
+  return [err.error ?? challenge?.error ?? err.code ?? 'error', err.error_description ?? challenge?.error_description ?? err.message]
+}
+
 function levelForm(levels, label, button) {
   const options = levels.map((v) => `<option value="${v}">${esc(LEVEL_NAMES[v])}</option>`).join('')
   return `<form method="get" action="/login"><p><label for="acr">${label}</label> ` +
@@ -150,7 +157,7 @@ app.get('/callback', async (req, res) => {
       idTokenExpected: true,
     })
   } catch (err) {
-    return errorPage(res, err.error ?? err.code ?? 'error', err.error_description ?? err.message)
+    return errorPage(res, ...oauthError(err))
   }
   const claims = tokens.claims()
   if (!LEVELS.includes(claims.acr) || LEVELS.indexOf(claims.acr) < LEVELS.indexOf(pending.acr)) {
@@ -170,7 +177,7 @@ app.get('/userinfo', async (req, res) => {
     const info = await client.fetchUserInfo(config, user.accessToken, user.claims.sub) // checks sub
     page(res, 'UserInfo', `<h1>UserInfo</h1><pre id='userinfo'>${json(info)}</pre><p><a href='/'>←</a></p>`)
   } catch (err) {
-    errorPage(res, err.error ?? err.code ?? 'userinfo_failed', err.error_description ?? err.message, 502)
+    errorPage(res, ...oauthError(err), 502)
   }
 })
 
