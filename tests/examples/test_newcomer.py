@@ -61,11 +61,14 @@ EXPECTED_ERRORS = {
 
 
 def register_with_cli(live, database_url: str, var_dir: Path, master_key: str, client_file: Path) -> tuple[str, str]:  # noqa: ANN001
-    """`nixa clients import client.json`, the README's command; returns (client_id, the printed secret)."""
+    """`NIXA_MASTER_KEY_FILE=... nixa clients import client.json`, the README's command; returns
+    (client_id, the printed secret)."""
     from tests.conftest import REDIS_URL
 
     nixa = Path(sys.executable).with_name("nixa")
-    env = {"NIXA_DATABASE_URL": database_url, "NIXA_VAR_DIR": str(var_dir), "NIXA_MASTER_KEY": master_key,
+    key_file = client_file.with_name("master.key")  # the demo keeps its throwaway key in var/master.key
+    key_file.write_text(master_key)
+    env = {"NIXA_DATABASE_URL": database_url, "NIXA_VAR_DIR": str(var_dir), "NIXA_MASTER_KEY_FILE": str(key_file),
            "NIXA_REDIS_URL": REDIS_URL, "NIXA_ISSUER": live.url, "NIXA_FETCH_ALLOWED_NETWORKS": '["127.0.0.0/8"]'}
     done = subprocess.run([str(nixa), "clients", "import", str(client_file)], capture_output=True, text=True, timeout=60,
                           env={**os.environ, **env}, check=False)
