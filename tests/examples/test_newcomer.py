@@ -225,3 +225,47 @@ def test_a_newcomer_sees_the_documented_errors_through_each_sample_app(sample, l
         person.close()
         sample["app"].stop()
         sample["app"] = SampleApp(sample["example"], live.url, client_id, sample["secret"], app_url)
+
+
+def test_each_sample_app_verifies_the_logout_tokens_it_is_sent(sample, live) -> None:  # noqa: ANN001
+    """Only a logout token NIXA signed for this app, typed logout+jwt, with the back-channel event
+    and a sid, is accepted (200), once; anything else is 400, so nobody can sign people out of an app."""
+    import secrets as random
+    import time as clock
+
+    from joserfc import jwt
+    from joserfc.jwk import ECKey
+
+    from idp.oidc.logout import BACKCHANNEL_LOGOUT_EVENT
+
+    client = live.nixa.clients.get(sample["client_id"])
+    kid = live.nixa.keys.active_kid(client.signing_alg)
+    now = int(clock.time())
+    good = {"iss": live.url, "sub": "someone", "aud": sample["client_id"], "iat": now, "exp": now + 120,
+            "events": {BACKCHANNEL_LOGOUT_EVENT: {}}, "sid": random.token_urlsafe(8)}
+
+    def post(token: str) -> int:
+        return httpx.post(sample["url"] + "/backchannel-logout", data={"logout_token": token}, timeout=10).status_code
+
+    def nixa_signed(typ: str = "logout+jwt", **changes) -> str:  # noqa: ANN003
+        claims = {**good, "jti": random.token_urlsafe(12), **changes}
+        return live.nixa.keys.sign({k: v for k, v in claims.items() if v is not None}, client.signing_alg, typ=typ)
+
+    forged_key = ECKey.generate_key("P-256", parameters={"kid": kid})
+    forged = jwt.encode({"alg": "ES256", "kid": kid, "typ": "logout+jwt"}, {**good, "jti": "forged"}, forged_key)
+    refused = {
+        "not a JWT": "not-a-token",
+        "signed by another key under NIXA's kid": forged,
+        "an ID-token type": nixa_signed(typ="JWT"),
+        "for another app": nixa_signed(aud="another-app"),
+        "from another issuer": nixa_signed(iss="https://evil.example"),
+        "without the event": nixa_signed(events={}),
+        "with a nonce": nixa_signed(nonce="n"),
+        "without sid": nixa_signed(sid=None),
+        "expired": nixa_signed(iat=now - 900, exp=now - 600),
+    }
+    for what, token in refused.items():
+        assert post(token) == 400, what
+    genuine = nixa_signed()
+    assert post(genuine) == 200
+    assert post(genuine) == 400  # a replay
