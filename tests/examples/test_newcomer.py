@@ -26,7 +26,7 @@ import pytest
 
 from connectors.population.demo_data import DEMO_CITIZEN, DEMO_PHONE_E164
 from tests.conftest import free_port, make_citizen, pkce_pair
-from tests.examples.conftest import SAMPLES, Person, SampleApp, pre_json, shown_error
+from tests.examples.conftest import ROOT, SAMPLES, Person, SampleApp, pre_json, shown_error
 from tests.login.support import certificate_sign_in, registry_otp, unused_registry_citizen
 
 LOW, SUBSTANTIAL, HIGH = "urn:nixa:loa:low", "urn:nixa:loa:substantial", "urn:nixa:loa:high"
@@ -54,6 +54,11 @@ EXPECTED_ERRORS = {
     "unsupported_acr_values": "invalid_request",  # acr_values NIXA supports none of (README: never silently treated as low)
     "consent_denied": "access_denied",  # the person refused the app on NIXA's consent page
     "wrong_client_secret": "invalid_client",  # the app runs with another secret than the one the CLI printed
+}
+# Errors NIXA shows on its own page (never redirecting to an unvetted address): the message key
+# of idp/i18n, the page carrying the request id as the reference for the help desk.
+EXPECTED_ERROR_PAGES = {
+    "unregistered_post_logout_redirect_uri": "error_invalid_logout",  # a sign-out sending the person to an address the app never registered
 }
 
 
@@ -196,6 +201,14 @@ def test_a_newcomer_sees_the_documented_errors_through_each_sample_app(sample, l
     citizen = make_citizen(live.nixa, name="Đỗ Thu Trang")
     person = Person(live.url)
     try:
+        # a sign-out to an address the app did not register: NIXA's own page, with a reference
+        page = person.get(f"{live.url}/logout?" + urlencode({"client_id": client_id, "post_logout_redirect_uri": "https://evil.example/",
+                                                             "state": "s"}))
+        assert page.status_code == 400 and str(page.url).startswith(live.url + "/logout"), page.url
+        texts = json.loads((ROOT / "idp/i18n/vi.json").read_text(encoding="utf-8"))
+        assert texts[EXPECTED_ERROR_PAGES["unregistered_post_logout_redirect_uri"]] in page.text
+        assert page.headers["x-request-id"] in page.text
+
         # acr_values of which NIXA supports none: refused, back at the app, never treated as low
         _, challenge = pkce_pair()
         page = person.get(f"{live.url}/authorize?" + urlencode({
