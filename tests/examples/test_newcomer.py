@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from connectors.population.demo_data import DEMO_CITIZEN, DEMO_PHONE_E164
-from tests.conftest import free_port, make_citizen, pkce_pair
+from tests.conftest import free_port, make_citizen, pkce_pair, query_of
 from tests.examples.conftest import ROOT, SAMPLES, Person, SampleApp, pre_json, shown_error
 from tests.login.support import certificate_sign_in, registry_otp, unused_registry_citizen
 
@@ -142,6 +142,10 @@ def test_a_newcomer_signs_in_at_three_levels_through_each_sample_app(sample, liv
     citizen = make_citizen(live.nixa, name="Phạm Minh Tuấn", given_name="Tuấn", family_name="Phạm")
     person = Person(live.url)
     try:
+        # what the app sends: code + PKCE (S256), state, nonce, the level asked
+        asked = query_of(person.http.get(f"{app_url}/login?{urlencode({'acr': LOW})}").headers["location"])
+        assert asked["response_type"] == "code" and asked["code_challenge_method"] == "S256" and len(asked["code_challenge"]) == 43
+        assert len(asked["state"]) >= 16 and len(asked["nonce"]) >= 16 and asked["acr_values"] == LOW
         page = sign_in_at(person, app_url, LOW)
         assert str(page.url).startswith(live.url + "/interaction/"), page.url
         person.submit("/local", username=citizen.username, password=citizen.password)
