@@ -168,11 +168,13 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
 
 
 @app.command()
-def demo(host: str = "127.0.0.1", port: int = 8000, rp_port: int = 8001, tax_port: int = 8002) -> None:
+def demo(host: str = "127.0.0.1", port: int = 8000, rp_port: int = 8001, tax_port: int = 8002,
+         https: bool = typer.Option(False, "--https", envvar="NIXA_DEMO_HTTPS",
+                                    help="Serve NIXA and the portals over HTTPS with a CA made for this demo (var/tls/ca.pem)")) -> None:
     """The embedded default with demo data, the demo portal and the sandboxes of national systems."""
     from idp.demo.run import run_demo
 
-    run_demo(host=host, port=port, rp_port=rp_port, tax_port=tax_port)
+    run_demo(host=host, port=port, rp_port=rp_port, tax_port=tax_port, https=https)
 
 
 # ---- keys --------------------------------------------------------------------------------------

@@ -96,5 +96,6 @@ npm_install() {
 }
 
 npm_install tests/interop/node
+npm_install examples/node-openid-client
 npm_install connectors/oidc/sandbox
 npm_install tests/browser/axe

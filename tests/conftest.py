@@ -245,12 +245,13 @@ def code_flow(browser, http, client: RegisteredClient, citizen: Citizen, scope: 
 class LiveServer:
     """NIXA served by uvicorn on a loopback port, for independent clients (Authlib, openid-client)."""
 
-    def __init__(self, app, port: int) -> None:  # noqa: ANN001
+    def __init__(self, app, port: int, scheme: str = "http", **uvicorn_options) -> None:  # noqa: ANN001, ANN003
         import uvicorn
 
         self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+        self.url = f"{scheme}://127.0.0.1:{port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
+                                                    **uvicorn_options))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def start(self) -> LiveServer:

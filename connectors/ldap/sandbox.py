@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 
 import ldap3
 
-from connectors.ldap.sandbox_tls import write_tls_files
+from connectors.sandbox_tls import write_tls_files
 from connectors.sandbox_process import die_with_parent
 
 SUFFIX = "dc=gov,dc=vn"

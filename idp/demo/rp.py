@@ -271,6 +271,7 @@ def create_rp(issuer: str, client_id: str, client_secret: str, base_url: str, po
     app = Starlette(routes=[Route("/", home), Route("/dev", dev), Route("/login", login), Route("/callback", callback),
                             Route("/logout", logout, methods=["POST"]), Route("/refresh", refresh, methods=["POST"]),
                             Route("/backchannel-logout", backchannel_logout, methods=["POST"])])
-    app.add_middleware(SessionMiddleware, secret_key=secrets.token_urlsafe(32), session_cookie=portal.cookie, same_site="lax")
+    app.add_middleware(SessionMiddleware, secret_key=secrets.token_urlsafe(32), session_cookie=portal.cookie, same_site="lax",
+                       https_only=base_url.startswith("https://"))
     app.state.ended_sessions = ended
     return app

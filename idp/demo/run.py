@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -85,7 +86,7 @@ class Sandboxes:
             from connectors.oidc.sandbox import start_operator
 
             try:
-                nixa_url = f"http://127.0.0.1:{PORTS['nixa']}"
+                nixa_url = os.environ.get("NIXA_ISSUER", f"http://127.0.0.1:{PORTS['nixa']}")
                 op = start_operator(PORTS["operator"], "nixa", self.keys["operator"], [f"{nixa_url}/login/callback/operator"],
                                     post_logout_redirect_uris=[f"{nixa_url}/logout/upstream"])
                 self.handles.append(op)
@@ -141,7 +142,7 @@ def seed(nixa: Any, var: Path, info: dict[str, Any], keys: dict[str, str]) -> di
     issuer = nixa.settings.issuer
     secret = demo_clients(var)
     for client_id, port_name, name in (("demo-portal", "rp", "Cổng Dịch vụ công (demo)"), ("demo-tax", "tax", "Thuế điện tử (demo)")):
-        rp = f"http://127.0.0.1:{PORTS[port_name]}"
+        rp = f"{urlsplit(issuer).scheme}://127.0.0.1:{PORTS[port_name]}"
         nixa.clients.upsert({
             "client_id": client_id, "client_name": name, "client_secret": secret[client_id],
             "redirect_uris": [f"{rp}/callback"], "post_logout_redirect_uris": [f"{rp}/"],
@@ -158,7 +159,7 @@ def seed(nixa: Any, var: Path, info: dict[str, Any], keys: dict[str, str]) -> di
     })
     # The e-Tax portal's API as a resource server (RFC 8707): tokens asked for with
     # resource=<that URI> carry it as `aud`, and the portal's backend introspects them.
-    nixa.resources.upsert(f"http://127.0.0.1:{PORTS['tax']}/api", name="API Thuế điện tử (demo)", scopes=["tax:read"],
+    nixa.resources.upsert(f"{urlsplit(issuer).scheme}://127.0.0.1:{PORTS['tax']}/api", name="API Thuế điện tử (demo)", scopes=["tax:read"],
                           client_id="demo-tax")
     nixa.people.add_local_account("citizen", "NixaDemo!2026", {
         "name": DEMO_CITIZEN.full_name, "family_name": DEMO_CITIZEN.family_name, "given_name": DEMO_CITIZEN.given_name,
@@ -192,14 +193,60 @@ def seed(nixa: Any, var: Path, info: dict[str, Any], keys: dict[str, str]) -> di
     return {"portal_secret": secret["demo-portal"], "tax_secret": secret["demo-tax"], "issuer": issuer}
 
 
-def run_demo(host: str = "127.0.0.1", port: int = 8000, rp_port: int = 8001, tax_port: int = 8002) -> None:
+def demo_tls(var: Path, host: str = "127.0.0.1") -> Path:
+    """The HTTPS demo's TLS material under var/tls, made at first start with a CA of its own
+    (ca.pem, server.pem, server.key; made again when the certificate is within a week of its
+    end), and trust.pem: certifi's CAs (httpx's default) plus that one, for the demo's own outgoing calls."""
+    import datetime
+
+    import certifi
+    from cryptography import x509
+
+    from connectors.sandbox_tls import write_tls_files
+
+    tls = var / "tls"
+    cert = tls / "server.pem"
+    soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=7)
+    if not cert.exists() or x509.load_pem_x509_certificate(cert.read_bytes()).not_valid_after_utc < soon:
+        write_tls_files(tls, host, ca_name="NIXA demo CA (this computer only)", days=365)
+    (tls / "trust.pem").write_text(Path(certifi.where()).read_text() + (tls / "ca.pem").read_text())
+    return tls
+
+
+def https_note(ca: Path) -> str:
+    return f"""
+  HTTPS: NIXA and the portals use a certificate from a CA made for this demo alone:
+    {ca}
+  Trust it in your app (only that app, not the whole machine):
+    Node (openid-client)         NODE_EXTRA_CA_CERTS={ca}
+    Python (requests, Authlib)   REQUESTS_CA_BUNDLE={ca}
+    Python (httpx, ssl)          SSL_CERT_FILE={ca}
+    curl                         curl --cacert {ca} ...
+  A browser: import it as a trusted authority (Chromium/Chrome: Settings > Privacy and security >
+  Security > Manage certificates > Authorities; Firefox: Settings > Privacy & Security >
+  Certificates > View Certificates > Authorities), or into the OS store (Debian/Ubuntu: copy it
+  to /usr/local/share/ca-certificates/nixa-demo.crt and run update-ca-certificates). Remove it
+  when you are done: whoever holds var/tls could impersonate any site to what trusts it. Delete
+  var/tls to make a new one.
+"""
+
+
+def run_demo(host: str = "127.0.0.1", port: int = 8000, rp_port: int = 8001, tax_port: int = 8002, https: bool = False) -> None:
     import uvicorn
 
     PORTS["nixa"], PORTS["rp"], PORTS["tax"] = port, rp_port, tax_port
     var = Path(os.environ.get("NIXA_VAR_DIR", "var")).resolve()
     var.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("NIXA_VAR_DIR", str(var))
-    os.environ.setdefault("NIXA_ISSUER", f"http://{host}:{port}")
+    scheme = "https" if https else "http"
+    tls_options: dict[str, str] = {}
+    if https:
+        tls = demo_tls(var, host)
+        tls_options = {"ssl_certfile": str(tls / "server.pem"), "ssl_keyfile": str(tls / "server.key")}
+        # The demo's own calls to its https parts (the portals fetching NIXA's discovery, NIXA
+        # posting logout tokens to the portals) trust the demo CA besides the system's.
+        os.environ["SSL_CERT_FILE"] = str(tls / "trust.pem")
+    os.environ.setdefault("NIXA_ISSUER", f"{scheme}://{host}:{port}")
     from idp.app import Nixa, create_app
     from idp.demo.rp import E_TAX, PUBLIC_SERVICES, create_rp
     from idp.settings import Settings
@@ -214,12 +261,12 @@ def run_demo(host: str = "127.0.0.1", port: int = 8000, rp_port: int = 8001, tax
     info = sandboxes.start()
     nixa = Nixa(settings)
     seeded = seed(nixa, var, info, sandboxes.keys)
-    rp_url = f"http://127.0.0.1:{rp_port}"
-    tax_url = f"http://127.0.0.1:{tax_port}"
+    rp_url = f"{scheme}://127.0.0.1:{rp_port}"
+    tax_url = f"{scheme}://127.0.0.1:{tax_port}"
     portals = [uvicorn.Server(uvicorn.Config(create_rp(settings.issuer, "demo-portal", seeded["portal_secret"], rp_url, PUBLIC_SERVICES),
-                                             host=host, port=rp_port, log_level="warning")),
+                                             host=host, port=rp_port, log_level="warning", **tls_options)),
                uvicorn.Server(uvicorn.Config(create_rp(settings.issuer, "demo-tax", seeded["tax_secret"], tax_url, E_TAX),
-                                             host=host, port=tax_port, log_level="warning"))]
+                                             host=host, port=tax_port, log_level="warning", **tls_options))]
     for server in portals:
         threading.Thread(target=server.run, daemon=True).start()
     pki = info["pki"]
@@ -236,10 +283,10 @@ def run_demo(host: str = "127.0.0.1", port: int = 8000, rp_port: int = 8001, tax
     Operator sign-in    phone 0912345678, confirm on the operator page
     Staff (LDAP)        nguyenvanan / An@Demo2024 (more in connectors/ldap/staff.ldif)
   Ctrl-C to stop.
-""", flush=True)
+""" + (https_note(var / "tls" / "ca.pem") if https else ""), flush=True)
     nixa.backchannel.start()  # logout tokens left pending by an earlier run go out now
     try:
-        uvicorn.run(create_app(settings, nixa=nixa), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(settings, nixa=nixa), host=host, port=port, log_level="warning", **tls_options)
     finally:
         for server in portals:
             server.should_exit = True

@@ -87,14 +87,14 @@ def _node() -> str:
     return node
 
 
-def ensure_node_modules() -> None:
-    """Install the pinned npm packages when missing, so a direct pytest run works."""
-    if (NODE_DIR / "node_modules" / "openid-client" / "package.json").exists():
+def ensure_node_modules(folder: Path = NODE_DIR) -> None:
+    """Install the pinned npm packages of `folder` when missing, so a direct pytest run works."""
+    if (folder / "node_modules" / "openid-client" / "package.json").exists():
         return
     npm = shutil.which("npm")
     assert npm, "npm is required to install openid-client (scripts/bootstrap.sh installs it)"
     cmd = [npm, "install", "--no-audit", "--no-fund", "--loglevel=error"]
-    done = subprocess.run(cmd, cwd=NODE_DIR, capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
 
 

@@ -54,11 +54,11 @@ def shown_statement(page: str) -> str:
     return html.unescape(page.split('<textarea id="challenge" readonly rows="7" cols="80">\n')[1].split("</textarea>")[0])
 
 
-def certificate_sign_in(browser, fed: dict, login_page: str, label: str = "an"):  # noqa: ANN001, ANN201
+def certificate_sign_in(browser, fed: dict, login_page: str, label: str = "an", origin: str = "http://testserver"):  # noqa: ANN001, ANN201
     r = browser.post(form_action(login_page, "/certificate/certificate"), data={"csrf": hidden(login_page, "csrf")})
     assert r.status_code == 200, r.text
     statement = shown_statement(r.text)
-    check_statement(statement, "http://testserver")  # what the citizen's signing plug-in checks
+    check_statement(statement, origin)  # what the citizen's signing plug-in checks
     signed = sign_challenge(fed["pki"].p12_path(label), "nixa-demo", statement)
     return browser.post(form_action(r.text, "/verify"), data={"csrf": hidden(r.text, "csrf"), "signed": json.dumps(signed)})
 

@@ -175,7 +175,7 @@ def test_starttls_with_the_directory_ca(tls_directory, make_connector):
 
 def test_starttls_with_an_untrusted_certificate_never_falls_back_to_plaintext(tls_directory, make_connector, tmp_path):
     other_ca = tmp_path / "other"
-    from connectors.ldap.sandbox_tls import write_tls_files
+    from connectors.sandbox_tls import write_tls_files
 
     write_tls_files(other_ca, "127.0.0.1")
     connector = make_connector(tls_directory, ca_file=str(other_ca / "ca.pem"), retries=0)
