@@ -236,8 +236,9 @@ def steps(persona: Persona, lang: str) -> list[str]:
     if p.method == "certificate":
         sign = (f"`nixa sign --p12 var/pki/citizens/{p.certificate}.p12 --password {CERTIFICATE_PASSWORD} --origin {ISSUER} "
                 "--challenge-file statement.txt`")
-        return [("Chọn *Chứng thư số*; lưu nội dung trang hiển thị thành `statement.txt`." if vi
-                 else "Choose *Digital-signature certificate*; save the statement the page shows as `statement.txt`."),
+        return [(f"Chọn *Chứng thư số* (chứng thư mang số định danh `{p.pin}`); lưu nội dung trang hiển thị thành `statement.txt`."
+                 if vi else f"Choose *Digital-signature certificate* (the certificate carries the ID `{p.pin}`); save the statement "
+                 "the page shows as `statement.txt`."),
                 (f"Chạy {sign}, dán kết quả JSON." if vi else f"Run {sign} and paste the JSON it prints.")]
     assert p.method == "operator" and p.proof is not None
     proof = p.proof
