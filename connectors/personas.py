@@ -38,6 +38,7 @@ AN, BINH_DECEASED, HOA_LOCKED, MAI, KHOI_NO_PHONE, THU = (Citizen(*record) for r
      "Hà Nội", "0977000111", "active"),
 ))
 THU_SIM = "0868000123"  # the operator SIM she holds; the operator registered it to another person
+THU_TOTP_SECRET = "NIXADEMOTHUTOTPSANDBOXSECRET2345"  # her authenticator app's secret (RFC 6238, base32), public on purpose
 
 REGISTRY_RECORDS: tuple[Citizen, ...] = (AN, BINH_DECEASED, HOA_LOCKED, MAI, KHOI_NO_PHONE, THU)
 
@@ -73,9 +74,13 @@ class LocalAccount:
     password: str
     citizen: Citizen
     email: str
+    totp_secret: str | None = None  # an authenticator app already set up (password + app = substantial)
 
 
-LOCAL_ACCOUNTS: tuple[LocalAccount, ...] = (LocalAccount("citizen", "NixaDemo!2026", AN, "an.nguyen@example.vn"),)
+LOCAL_ACCOUNTS: tuple[LocalAccount, ...] = (
+    LocalAccount("citizen", "NixaDemo!2026", AN, "an.nguyen@example.vn"),
+    LocalAccount("dothithu", "Thu@Demo2024", THU, "thu.do@example.vn", totp_secret=THU_TOTP_SECRET),
+)
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,7 @@ class Persona:
     username: str | None = None  # local account or staff directory
     password: str | None = None
     certificate: str | None = None  # label of the test PKI's PKCS#12 file
+    totp_secret: str | None = None  # local account: the authenticator app's secret, for the second step
     sim: str | None = None  # operator sign-in: the SIM confirmed on the handset
     proof: Citizen | None = None  # operator sign-in: whose ID the first-time proofing proves
 
@@ -156,6 +162,9 @@ PERSONAS: tuple[Persona, ...] = (
            "Ministry of Finance staff (group can-bo-thue), a separate G2E identity.", level="low"),
     _registry("mai-registry", MAI, "Sinh năm 2002; CSDL ghi số điện thoại dạng +84.", "Born 2002; the registry holds her phone in +84 form.",
               level="substantial"),
+    Persona("thu-password-totp", THU.full_name, "local", "Có tài khoản NIXA và ứng dụng xác thực (TOTP).",
+            "Has a NIXA account and an authenticator app (TOTP).", level="substantial", username=LOCAL_ACCOUNTS[1].username,
+            password=LOCAL_ACCOUNTS[1].password, totp_secret=THU_TOTP_SECRET),
     Persona("mai-no-account", MAI.full_name, "local", "Không có tài khoản NIXA: thử đăng nhập bằng tài khoản NIXA.",
             "Has no NIXA account, tries the NIXA account form.", refusal="invalid_credentials", username="phamngocmai",
             password="Mai@Demo2024"),
@@ -218,8 +227,14 @@ def steps(persona: Persona, lang: str) -> list[str]:
     vi = lang == "vi"
     p = persona
     if p.method == "local":
-        return [("Chọn *Tài khoản NIXA*; tên đăng nhập " if vi else "Choose *NIXA account*; username ") + f"`{p.username}`, "
-                + ("mật khẩu " if vi else "password ") + f"`{p.password}`."]
+        out = [("Chọn *Tài khoản NIXA*; tên đăng nhập " if vi else "Choose *NIXA account*; username ") + f"`{p.username}`, "
+               + ("mật khẩu " if vi else "password ") + f"`{p.password}`."]
+        if p.totp_secret:
+            out.append((f"Rồi nhập mã của ứng dụng xác thực: thêm khoá bí mật `{p.totp_secret}` vào một ứng dụng TOTP bất kỳ, "
+                        f"hoặc chạy `oathtool --totp -b {p.totp_secret}`." if vi else
+                        f"Then type the authenticator app's code: add the secret `{p.totp_secret}` to any TOTP app, "
+                        f"or run `oathtool --totp -b {p.totp_secret}`."))
+        return out
     if p.method == "staff":
         return [("Chọn *Đăng nhập cho cán bộ*, rồi thư mục cơ quan; tên đăng nhập " if vi
                  else "Choose *Staff sign-in*, then the agency directory; username ") + f"`{p.username}`, "

@@ -17,13 +17,17 @@ def seed_local_accounts(nixa: Any) -> None:
     the demo seeds at every start)."""
     from connectors.telecom.phone import normalize_msisdn
 
+    from idp.identity import factors
+
     for account in LOCAL_ACCOUNTS:
         c = account.citizen
-        nixa.people.add_local_account(account.username, account.password, {
+        person_id = nixa.people.add_local_account(account.username, account.password, {
             "name": c.full_name, "family_name": c.family_name, "given_name": c.given_name, "birthdate": c.date_of_birth,
             "gender": c.sex, "email": account.email, "address": c.residence,
             **({"phone_number": normalize_msisdn(c.phone)} if c.phone else {}),
         }, national_id=c.pin)
+        if account.totp_secret:
+            factors.seed_demo_totp(nixa, person_id, account.totp_secret)
 
 
 _CODE = re.compile(r"`([^`]+)`")

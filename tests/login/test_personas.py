@@ -6,6 +6,7 @@ the `login.failed` audit event of this client carries the persona's reason."""
 
 from __future__ import annotations
 
+import pyotp
 import pytest
 from sqlalchemy import select
 
@@ -33,7 +34,12 @@ def _password(b, location: str, page: str, p: Persona, path: str):  # noqa: ANN0
 
 
 def _local(b, fed: dict, location: str, page: str, p: Persona):  # noqa: ANN001, ANN202
-    return _password(b, location, page, p, "/local")
+    r = _password(b, location, page, p, "/local")
+    if not p.totp_secret:
+        return r
+    assert r.status_code == 303 and r.headers["location"] == location, (r.status_code, r.text[:300])  # the second step
+    page = b.get(location).text
+    return b.post(form_action(page, "/totp"), data={"csrf": hidden(page, "csrf"), "code": pyotp.TOTP(p.totp_secret).now()})
 
 
 def _staff(b, fed: dict, location: str, page: str, p: Persona):  # noqa: ANN001, ANN202
