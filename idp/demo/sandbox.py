@@ -30,7 +30,7 @@ FAILURES = frozenset({"authorization.failed", "request.rejected", "login.failed"
                       "logout.failed"})
 # What an event's data may show: reasons and protocol parameters, never a value that grants
 # anything (codes, tokens, secrets, grant ids) nor another client's id.
-SHOWN = ("error", "reason", "grant_type", "method", "kind", "scope", "attempt")
+SHOWN = ("error", "reason", "cause", "error_description", "grant_type", "method", "kind", "scope", "attempt")
 LIMIT = 50
 
 
