@@ -13,7 +13,7 @@ from sqlalchemy import select
 from connectors.personas import PERSONAS, Persona
 from connectors.telecom.phone import normalize_msisdn
 from idp.demo.personas import seed_local_accounts
-from idp.store.models import AuditEvent
+from idp.store.models import AuditEvent, LinkedIdentity
 from tests.conftest import authorize, form_action, hidden, query_of, register_client
 from tests.connectors.oidc.upstream_browser import sign_in_at_upstream
 from tests.connectors.telecom.outbox import latest_code, outbox
@@ -82,7 +82,23 @@ def _last_failure(nixa, client_id: str) -> str | None:  # noqa: ANN001
     return data.get("reason") if data else None
 
 
+def _operator_links(nixa) -> set[tuple[str, str]]:  # noqa: ANN001
+    with nixa.db.session() as s:
+        return {(row.person_id, row.id) for row in s.scalars(select(LinkedIdentity).where(LinkedIdentity.connector_id == "operator"))}
+
+
+@pytest.fixture()
+def leaves_operator_links_as_found(nixa):  # noqa: ANN001, ANN201
+    """An operator persona's first sign-in links the SIM; other tests of the run expect the demo
+    citizen's SIM unlinked (their first time), so the link this test made is undone."""
+    before = _operator_links(nixa)
+    yield
+    for person_id, link_id in _operator_links(nixa) - before:
+        assert nixa.people.unlink(person_id, link_id)
+
+
 @pytest.mark.parametrize("persona", PERSONAS, ids=lambda p: p.key)
+@pytest.mark.usefixtures("leaves_operator_links_as_found")
 def test_each_persona_signs_in_or_is_refused_as_documented(nixa, seeded, app, http, persona: Persona) -> None:  # noqa: ANN001
     portal = register_client(nixa, nixa_first_party=True, scope="openid profile")
     level = persona.level or METHOD_LEVEL[persona.method]
