@@ -189,8 +189,11 @@ PERSONAS: tuple[Persona, ...] = (
     _staff("cuong-staff", "levancuong", "Cán bộ kế toán (nhóm ke-toan).", "Staff, accounting (group ke-toan).", level="low"),
     _staff("dung-staff-disabled", "phamthidung", "Tài khoản cán bộ đã bị vô hiệu hoá trong thư mục.",
            "A staff account disabled in the directory.", refusal="account_disabled"),
-    Persona("thu-foreign-sim", THU.full_name, "operator", "Đăng nhập qua nhà mạng bằng SIM đứng tên người khác.",
-            "Operator sign-in with a SIM registered to someone else.", level="substantial", sim=THU_SIM, proof=THU),
+    Persona("thu-foreign-sim", THU.full_name, "operator",
+            "Đăng nhập qua nhà mạng bằng SIM đứng tên người khác: SIM không chứng minh được số định danh của chị, nên mã chứng minh "
+            "gửi tới số trong CSDL dân cư; ai chỉ có SIM thì không thể hoàn tất.",
+            "Operator sign-in with a SIM registered to someone else: the SIM does not prove her ID, so the proving code goes to "
+            "her phone on record; someone holding only the SIM cannot finish.", level="substantial", sim=THU_SIM, proof=THU),
     _registry("unknown-id", Citizen("001099999999", "Nguyễn", "Văn", "Vô", "1999-09-09", "male", "", "", None, "active"),
               "Số định danh không có trong CSDL dân cư.", "An ID number the registry does not know.", refusal="invalid_credentials"),
     _registry("an-no-diacritics", AN, "Gõ họ tên không dấu: không khớp bản ghi.", "Types his name without diacritics: no record matches.",
@@ -236,11 +239,11 @@ def steps(persona: Persona, lang: str) -> list[str]:
                         f"or run `oathtool --totp -b {p.totp_secret}`."))
         return out
     if p.method == "staff":
-        return [("Chọn *Đăng nhập cho cán bộ*, rồi thư mục cơ quan; tên đăng nhập " if vi
-                 else "Choose *Staff sign-in*, then the agency directory; username ") + f"`{p.username}`, "
+        return [("Chọn *Cán bộ, công chức đăng nhập bằng tài khoản cơ quan*; tên đăng nhập " if vi
+                 else "Choose *Agency staff: sign in with your agency account*; username ") + f"`{p.username}`, "
                 + ("mật khẩu " if vi else "password ") + f"`{p.password}`."]
     if p.method == "registry":
-        out = [("Chọn *CSDL quốc gia về dân cư*; số định danh " if vi else "Choose *National population registry*; ID ")
+        out = [("Chọn *Cơ sở dữ liệu quốc gia về dân cư*; số định danh " if vi else "Choose *National population registry*; ID ")
                + f"`{p.pin}`, " + ("họ tên " if vi else "name ") + f"`{p.typed_name}`, " + ("ngày sinh " if vi else "born ")
                + f"`{p.date_of_birth}`."]
         if p.level:
