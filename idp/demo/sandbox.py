@@ -20,17 +20,18 @@ from idp.store.models import AuditEvent
 
 router = APIRouter(prefix="/sandbox")
 
-# The protocol milestones of one client's requests (idp/events.py).
+# The protocol milestones of one client's requests (idp/events.py); UserInfo answers show as
+# claims.released (channel=userinfo). A UserInfo refusal is not audited, so it cannot show.
 INSPECTED = ("authorization.succeeded", "authorization.failed", "request.rejected", "login.failed", "login.throttled",
              "identity.link_refused", "consent.granted", "consent.denied", "token.issued", "token.failed", "token.refreshed",
-             "code.replayed", "refresh.reused", "token.revoked", "grant.revoked", "introspection.refused", "logout",
+             "code.replayed", "refresh.reused", "token.revoked", "grant.revoked", "introspection.refused", "claims.released", "logout",
              "logout.delivered", "logout.retrying", "logout.failed")
 FAILURES = frozenset({"authorization.failed", "request.rejected", "login.failed", "login.throttled", "identity.link_refused",
                       "consent.denied", "token.failed", "code.replayed", "refresh.reused", "introspection.refused", "logout.retrying",
                       "logout.failed"})
 # What an event's data may show: reasons and protocol parameters, never a value that grants
 # anything (codes, tokens, secrets, grant ids) nor another client's id.
-SHOWN = ("error", "reason", "cause", "error_description", "grant_type", "method", "kind", "scope", "attempt")
+SHOWN = ("error", "reason", "cause", "error_description", "grant_type", "method", "kind", "scope", "channel", "attempt")
 LIMIT = 50
 
 

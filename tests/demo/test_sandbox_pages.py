@@ -56,6 +56,7 @@ def test_the_inspector_shows_a_failed_token_request_and_why_for_that_client_only
     citizen = make_citizen(nixa)
     with TestClient(demo.app, base_url="http://testserver", follow_redirects=False) as browser:
         tokens = code_flow(browser, demo, mine, citizen)
+    assert demo.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}).status_code == 200
 
     listing = demo.get("/sandbox/clients")
     assert listing.status_code == 200 and f'href="/sandbox/clients/{mine.client_id}"' in listing.text
@@ -64,7 +65,8 @@ def test_the_inspector_shows_a_failed_token_request_and_why_for_that_client_only
     text = page.text
     assert "token.failed" in text and "error=invalid_grant" in text and "grant_type=authorization_code" in text
     assert reference in text
-    assert text.index("token.issued") < text.index("token.failed")  # newest first
+    assert text.index("claims.released") < text.index("token.issued") < text.index("token.failed")  # newest first
+    assert "channel=userinfo" in text
     # not another client's events, nor anything that grants or identifies
     assert other.client_id not in text and "unsupported_grant_type" not in text
     for secret in (wrong_code, mine.secret, tokens["access_token"], tokens["refresh_token"] if "refresh_token" in tokens else wrong_code,
