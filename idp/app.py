@@ -270,6 +270,10 @@ def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) ->
     from idp.account.second_factors import router as second_factors_router
 
     app.include_router(second_factors_router)
+    if nixa.settings.demo:  # the sandbox's developer pages exist only in the demo
+        from idp.demo.sandbox import router as sandbox_router
+
+        app.include_router(sandbox_router)
     app.add_middleware(SecurityHeaders, hsts=nixa.settings.issuer.startswith("https://"))
     from pathlib import Path
 

@@ -32,10 +32,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from connectors.certificate import profiles
+from connectors.personas import AN, CERTIFICATE_PASSWORD, CERTIFICATES
 
-DEMO_PIN = "001090000001"
-DEMO_NAME = "Nguyễn Văn An"
-DEMO_PASSWORD = "nixa-demo"
+DEMO_PIN = AN.pin
+DEMO_NAME = AN.full_name
+DEMO_PASSWORD = CERTIFICATE_PASSWORD
 DEFAULT_BASE_URL = "http://127.0.0.1:8790"
 
 PIN_PATTERN = re.compile(r"^\d{12}$")
@@ -43,15 +44,8 @@ LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 KEY_USAGES = ("signing", "encipherment")
 ID_ATTRIBUTES = ("uid", "serialNumber")
 
-# label, name, pin, kind — issued by `init` next to the demo citizen.
-_INIT_CITIZENS = (
-    ("an", DEMO_NAME, DEMO_PIN, "good"),
-    ("binh", "Trần Thị Bình", "001190000002", "good-ec-serialnumber"),
-    ("cuong-revoked", "Lê Văn Cường", "001090000003", "revoked"),
-    ("dung-expired", "Phạm Thị Dung", "001190000004", "expired"),
-    ("em-wrong-usage", "Hoàng Văn Em", "001090000005", "wrong-usage"),
-    ("giang-untrusted", "Vũ Văn Giang", "001090000006", "untrusted"),
-)
+# label, name, pin, kind — issued by `init`: the sandbox personas' certificates (connectors/personas.py).
+_INIT_CITIZENS = tuple((c.label, c.name, c.pin, c.kind) for c in CERTIFICATES)
 
 
 class PKIError(Exception):
@@ -168,7 +162,19 @@ class TestPKI:
         }
         _write_json(root / "index.json", index)
         pki = cls(root)
+        pki.issue_personas(password)
+        pki.write_crls()
+        return pki
+
+    def issue_personas(self, password: str = DEMO_PASSWORD) -> list[str]:
+        """Issue the persona certificates this directory lacks (an older demo's var/pki gets the
+        new ones); returns their labels. The caller re-issues the CRLs."""
+        have = {r["label"] for r in self.records()}
+        now = _now()
+        issued_labels = []
         for label, name, pin, kind in _INIT_CITIZENS:
+            if label in have:
+                continue
             kwargs: dict[str, Any] = {"label": label, "password": password}
             if kind == "good-ec-serialnumber":
                 kwargs.update(key_type="ec", id_attribute="serialNumber")
@@ -178,11 +184,11 @@ class TestPKI:
                 kwargs.update(key_usage="encipherment")
             elif kind == "untrusted":
                 kwargs.update(issuer="untrusted")
-            issued = pki.issue(pin=pin, name=name, **kwargs)
+            issued = self.issue(pin=pin, name=name, **kwargs)
             if kind == "revoked":
-                pki.revoke(issued.serial, reason="key_compromise")
-        pki.write_crls()
-        return pki
+                self.revoke(issued.serial, reason="key_compromise")
+            issued_labels.append(label)
+        return issued_labels
 
     # ---- index -----------------------------------------------------------------------------
 

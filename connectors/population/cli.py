@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from connectors.population.demo_data import DEMO_CITIZENS
-from connectors.population.generate import DEFAULT_SEED, generate
+from connectors.population.generate import DEFAULT_SEED, generate, sign_in_hints
 
 app = typer.Typer(help="Population registry sandbox: synthetic citizens. / Sandbox CSDL dân cư: công dân giả lập.")
 
@@ -31,6 +31,8 @@ def generate_command(
     report = generate(db, count, seed, force=force, progress=progress)
     verb = "already there" if report.skipped else f"generated in {report.seconds:.1f} s"
     typer.echo(f"{report.count:,} citizens (seed {report.seed}) {verb} → {db}")
+    for line in sign_in_hints(db):
+        typer.echo(line)
 
 
 @app.command("demo")

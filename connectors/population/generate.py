@@ -74,6 +74,23 @@ def generate(
         conn.close()
 
 
+def sign_in_hints(db_path: str | Path, limit: int = 3, outbox: str = "http://127.0.0.1:8102/outbox") -> list[str]:
+    """How to sign in as the first generated citizens (registry + SMS code), for the person who
+    just generated them; the demo personas are in docs/personas.md."""
+    conn = registry_db.connect(db_path)
+    try:
+        sample = registry_db.generated_sample(conn, limit)
+    finally:
+        conn.close()
+    if not sample:
+        return []
+    lines = ["Sign in as one of them (method: population registry + SMS code; level substantial):"]
+    lines += [f"  ID {c.pin}  name {c.full_name}  born {c.date_of_birth}  phone on record {c.phone}" for c in sample]
+    lines += [f"  The code goes to the phone on record; in the demo it shows in the operator's SMS outbox, {outbox}",
+              "  More people to sign in as, with every level and refusal: docs/personas.md (/sandbox/personas in the demo)."]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Generate synthetic citizens for the population registry sandbox")
     parser.add_argument("--db", required=True, help="SQLite file to (re)fill")
@@ -92,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     report = generate(args.db, args.count, args.seed, force=args.force, progress=progress)
     verb = "already generated" if report.skipped else "generated"
     print(f"{verb} {report.count:,} citizens (seed {report.seed}) in {report.seconds:.1f} s → {args.db}")
+    print("\n".join(sign_in_hints(args.db)))
 
 
 if __name__ == "__main__":

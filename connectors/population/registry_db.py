@@ -82,6 +82,17 @@ def find(conn: sqlite3.Connection, pin: str) -> Citizen | None:
     return Citizen(*row) if row else None
 
 
+def generated_sample(conn: sqlite3.Connection, limit: int = 3) -> list[Citizen]:
+    """The first generated (non-demo) citizens that can sign in through the registry + SMS code:
+    active, with a phone on record, in PIN order (the same ones for a seed and count)."""
+    rows = conn.execute(
+        "SELECT pin, family_name, middle_name, given_name, date_of_birth, sex, residence, residence_province, phone, status "
+        "FROM citizens WHERE demo = 0 AND status = 'active' AND phone IS NOT NULL AND phone != '' ORDER BY pin LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [Citizen(*row) for row in rows]
+
+
 def set_status(conn: sqlite3.Connection, pin: str, status: str) -> bool:
     with conn:
         return conn.execute("UPDATE citizens SET status = ? WHERE pin = ?", (status, pin)).rowcount == 1

@@ -71,7 +71,12 @@ class Sandboxes:
 
         pki_dir = self.var / "pki"
         ca = f"http://127.0.0.1:{PORTS['ca']}"
-        pki = TestPKI(pki_dir) if (pki_dir / "index.json").exists() else TestPKI.init(pki_dir, ocsp_url=f"{ca}/ocsp", crl_url=f"{ca}/crl")
+        if (pki_dir / "index.json").exists():
+            pki = TestPKI(pki_dir)
+            if pki.issue_personas():  # personas added since this var/pki was made
+                pki.write_crls()
+        else:
+            pki = TestPKI.init(pki_dir, ocsp_url=f"{ca}/ocsp", crl_url=f"{ca}/crl")
         info["pki"] = pki
         self._spawn("ca", "connectors.certificate.sandbox", "--port", str(PORTS["ca"]), "--pki", str(pki_dir))
         try:
@@ -137,7 +142,7 @@ def demo_clients(var: Path) -> dict[str, str]:
 
 
 def seed(nixa: Any, var: Path, info: dict[str, Any], keys: dict[str, str]) -> dict[str, str]:
-    from connectors.population.demo_data import DEMO_CITIZEN, DEMO_PHONE_E164
+    from idp.demo.personas import seed_local_accounts
 
     issuer = nixa.settings.issuer
     secret = demo_clients(var)
@@ -161,11 +166,7 @@ def seed(nixa: Any, var: Path, info: dict[str, Any], keys: dict[str, str]) -> di
     # resource=<that URI> carry it as `aud`, and the portal's backend introspects them.
     nixa.resources.upsert(f"{urlsplit(issuer).scheme}://127.0.0.1:{PORTS['tax']}/api", name="API Thuế điện tử (demo)", scopes=["tax:read"],
                           client_id="demo-tax")
-    nixa.people.add_local_account("citizen", "NixaDemo!2026", {
-        "name": DEMO_CITIZEN.full_name, "family_name": DEMO_CITIZEN.family_name, "given_name": DEMO_CITIZEN.given_name,
-        "birthdate": DEMO_CITIZEN.date_of_birth, "gender": DEMO_CITIZEN.sex, "phone_number": DEMO_PHONE_E164,
-        "email": "an.nguyen@example.vn", "address": DEMO_CITIZEN.residence,
-    }, national_id=DEMO_CITIZEN.pin)
+    seed_local_accounts(nixa)
     reg = nixa.connectors
     reg.upsert("population", "population", {"base_url": f"http://127.0.0.1:{PORTS['registry']}", "api_key": keys["registry"],
                                             "otp_connector": "telecom", "challenge_loa": "substantial"},
@@ -247,6 +248,7 @@ def run_demo(host: str = "127.0.0.1", port: int = 8000, rp_port: int = 8001, tax
         # posting logout tokens to the portals) trust the demo CA besides the system's.
         os.environ["SSL_CERT_FILE"] = str(tls / "trust.pem")
     os.environ.setdefault("NIXA_ISSUER", f"{scheme}://{host}:{port}")
+    from connectors.personas import PERSONAS
     from idp.app import Nixa, create_app
     from idp.demo.rp import E_TAX, PUBLIC_SERVICES, create_rp
     from idp.settings import Settings
@@ -282,6 +284,8 @@ def run_demo(host: str = "127.0.0.1", port: int = 8000, rp_port: int = 8001, tax
     Certificate         save the statement shown as statement.txt, then: nixa sign --p12 {pki.p12_path('an')} --password nixa-demo --origin {settings.issuer} --challenge-file statement.txt
     Operator sign-in    phone 0912345678, confirm on the operator page
     Staff (LDAP)        nguyenvanan / An@Demo2024 (more in connectors/ldap/staff.ldif)
+  {len(PERSONAS)} personas (every level, every refusal): {settings.issuer}/sandbox/personas · docs/personas.md
+  Per-client inspector (its last requests and why they failed): {settings.issuer}/sandbox/clients
   Ctrl-C to stop.
 """ + (https_note(var / "tls" / "ca.pem") if https else ""), flush=True)
     nixa.backchannel.start()  # logout tokens left pending by an earlier run go out now

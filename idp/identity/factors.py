@@ -100,6 +100,16 @@ def start_totp(nixa: Any, person_id: str) -> None:
             row.secret_sealed, row.created_at, row.last_step = sealed, nixa.clock(), 0
 
 
+def seed_demo_totp(nixa: Any, person_id: str, secret: str) -> None:
+    """The demo's sandbox persona only (idp/demo/personas.py): an authenticator app whose secret
+    is published in docs/personas.md, confirmed at once. Leaves an existing factor alone. No
+    route reaches it: a citizen's own app is only ever bound on the account page."""
+    sealed = nixa.sealer.seal(secret.encode(), _aad(person_id))
+    with nixa.db.session() as s:
+        if s.get(TotpFactor, person_id) is None:
+            s.add(TotpFactor(person_id=person_id, secret_sealed=sealed, created_at=nixa.clock(), confirmed_at=nixa.clock(), last_step=0))
+
+
 def enrolment_secret(nixa: Any, person_id: str) -> str | None:
     """The secret of an enrolment not yet confirmed (shown again until the first code); never
     the secret of an active factor."""

@@ -74,7 +74,7 @@ def test_one_person_three_links_stable_pairwise_sub(nixa, federation, app, http)
         person = s.scalar(select(Person).where(Person.national_id == DEMO_CITIZEN.pin))
         links = s.scalars(select(LinkedIdentity).where(LinkedIdentity.person_id == person.id)).all()
     assert {link.connector_id for link in links} >= {"population", "operator", "certificate"}
-    assert len(links) == 3
+    assert len([link for link in links if link.connector_id != "local"]) == 3  # the demo persona's NIXA account may be linked too
 
 
 def _rid(html: str) -> str:
