@@ -100,13 +100,24 @@ def _actor() -> dict[str, str]:
     return actor
 
 
+def _with_demo_key(settings: Settings) -> Settings:
+    """A command pointed at the demo's folder uses the demo's throwaway master key
+    (var_dir/master.key, which only `nixa demo` makes), and says so. A real deployment keeps its
+    key outside its data and passes it in NIXA_MASTER_KEY(_FILE); nothing else is looked for."""
+    demo_key = Path(settings.var_dir) / "master.key"
+    if settings.master_key or settings.database_url or not demo_key.is_file():
+        return settings
+    typer.echo(f"nixa: using the demo's throwaway master key ({demo_key})", err=True)
+    return settings.model_copy(update={"master_key": demo_key.read_text().strip()})
+
+
 def _nixa(settings: Settings | None = None):  # noqa: ANN202
     """The one way a command opens NIXA, so every command's audit events carry its actor."""
     from idp.app import Nixa
     from idp.store.db import SchemaMismatch
     from keys.sealing import MasterKeyProblem
 
-    settings = settings or Settings()
+    settings = _with_demo_key(settings or Settings())
     missing = _no_deployment_here(settings)
     if missing:
         typer.echo(f"nixa: {missing}", err=True)

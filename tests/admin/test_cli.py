@@ -255,3 +255,24 @@ def test_readme_configuration_reference_is_the_generated_one(run):  # noqa: ANN0
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     block = readme.split("<!-- config:start", 1)[1].split("-->", 1)[1].split("<!-- config:end -->", 1)[0]
     assert block.strip() == run("config", "--markdown").stdout.strip()
+
+
+def test_a_command_on_the_demos_folder_uses_the_demos_throwaway_key(tmp_path):  # noqa: ANN001
+    import base64
+    import secrets
+
+    demo_var = tmp_path / "demo-var"
+    demo_var.mkdir()
+    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    (demo_var / "master.key").write_text(key)  # what `nixa demo` makes at first start
+    runner = CliRunner()
+    env = {"NIXA_VAR_DIR": str(demo_var), "NIXA_DATABASE_URL": "", "NIXA_MASTER_KEY": "", "NIXA_REDIS_URL": ""}
+    assert runner.invoke(app, ["migrate"], env=env).exit_code == 0
+    listed = runner.invoke(app, ["clients", "list"], env=env)
+    assert listed.exit_code == 0 and "using the demo's throwaway master key" in listed.output
+    # Another folder without that file: still a plain refusal, no key made up.
+    other = tmp_path / "other"
+    other.mkdir()
+    runner.invoke(app, ["migrate"], env={**env, "NIXA_VAR_DIR": str(other), "NIXA_MASTER_KEY": key})
+    refused = runner.invoke(app, ["clients", "list"], env={**env, "NIXA_VAR_DIR": str(other)})
+    assert refused.exit_code == 2 and "NIXA_MASTER_KEY" in refused.output and not (other / "master.key").exists()
