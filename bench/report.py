@@ -126,6 +126,16 @@ def render(data: dict) -> str:
                 shared = " (the load generator shared those cores)" if scaling["load_shares_cores"] else ""
                 lines.append(f"Scaling, {LABELS[s]}: 1 worker on 1 core {_num(v['one_worker'])}/s, 2 workers on cores "
                              f"{scaling['cores']} {_num(v['two_workers'])}/s: {_x(v['factor'])}x{shared}")
+        grown = b.get("population")
+        if grown and "error" in grown:
+            lines.append(f"At scale: failed: {grown['error']}")
+        elif grown:
+            lines += ["", f"NIXA {b['backend']} at {grown['size']:,} Persons against {grown['base']:,} "
+                          f"(loaded in {grown['load']['seconds']} s):", ""]
+            lines.append(markdown(["metric", f"ops/s at {grown['base']:,}", "p50 / p99 ms", f"ops/s at {grown['size']:,}", "p50 / p99 ms"],
+                                  [[LABELS.get(s, s), _num(v["at_base"]["rate"]), f"{_ms(v['at_base']['p50_ms'])} / {_ms(v['at_base']['p99_ms'])}",
+                                    _num(v["at_size"]["rate"]), f"{_ms(v['at_size']['p50_ms'])} / {_ms(v['at_size']['p99_ms'])}"]
+                                   for s, v in grown["scenarios"].items()]))
         mem = b.get("sso_memory")
         if mem and "error" in mem:
             lines.append(f"Redis memory: failed: {mem['error']}")

@@ -255,9 +255,13 @@ def run_nixa(name: str, pool: ProcessPoolExecutor, args: argparse.Namespace, usa
             print(f"  nixa serve on {server.url}, 1 worker on core(s) {sorted(cores.server)}, ready in {time.monotonic() - t0:.1f}s "
                   f"(migrate + seed + start)", flush=True)
             target = Target(f"nixa-{name}", server.url, population.load_context(), [server.pid, *be.service_pids], password_cpu_s)
+            if args.population:
+                _add_persons(be, POPULATION_BASE)  # the main table is measured at this size
             prepare_tokens(target, args.engine)
             result["metrics"] = run_metrics(pool, args, target, args.scenario_list, server)
             result["peak_rss_mb"] = peak_rss_mb(server.pid)
+            if args.population:
+                result["population"] = _extra("population", lambda: run_population(pool, args, target, server, be, result["metrics"]))
         finally:
             server.stop()
         if name == "scaleout" and "scaling" in args.extras:
@@ -267,6 +271,46 @@ def run_nixa(name: str, pool: ProcessPoolExecutor, args: argparse.Namespace, usa
             result["sso_memory"] = _extra("sso-memory", lambda: nixa.sso_session_memory(be.redis_url, args.sso_sessions))
             print(f"  Redis memory: {result['sso_memory'].get('mb_per_100k')} MB per 100,000 SSO sessions", flush=True)
     return result
+
+
+POPULATION_BASE = 1_000
+
+
+def _add_persons(be: nixa.Backend, total: int) -> dict:
+    """Synthetic Persons with their registry and operator links and attributes (admin/synthetic.py,
+    COPY on PostgreSQL) until the database holds `total` of them."""
+    from sqlalchemy import func, select
+
+    from admin.synthetic import load_persons
+    from idp.store.db import Database
+    from idp.store.models import Person
+
+    db = Database(be.database_url)
+    try:
+        with db.session() as s:
+            have = s.scalar(select(func.count()).select_from(Person)) or 0
+        if have >= total:
+            return {"persons": have, "seconds": 0.0}
+        t0 = time.monotonic()
+        report = load_persons(db, total - have, seed=4242 + have)  # another seed per call: new IDs, not the same ones skipped
+        return {"persons": have + report.persons, "links": report.links, "attributes": report.attributes,
+                "seconds": round(time.monotonic() - t0, 1)}
+    finally:
+        db.engine.dispose()
+
+
+def run_population(pool: ProcessPoolExecutor, args: argparse.Namespace, target: Target, server: servers.ServerProcess,
+                   be: nixa.Backend, at_base: dict[str, dict]) -> dict:
+    """The same metrics again once the database holds `--population` Persons (the server idle
+    while they are loaded), against the figures just measured at 1,000."""
+    scenarios = [s for s in args.population_scenarios if s in at_base]
+    print(f"  loading {args.population:,} synthetic Persons (links, attributes)...", flush=True)
+    loaded = _add_persons(be, args.population)
+    print(f"  {loaded['persons']:,} Persons in the database ({loaded['seconds']} s to load)", flush=True)
+    at_size = run_metrics(pool, args, target, scenarios, server)
+    return {"base": POPULATION_BASE, "size": loaded["persons"], "load": loaded,
+            "scenarios": {s: {"at_base": {k: at_base[s].get(k) for k in ("rate", "p50_ms", "p99_ms")},
+                              "at_size": {k: at_size[s].get(k) for k in ("rate", "p50_ms", "p99_ms")}} for s in scenarios}}
 
 
 def _extra(name: str, run: Any) -> dict:
@@ -331,6 +375,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"comma-separated subset of {','.join(EXTRAS)} (default all; '' for none): the framework ceilings, "
                         "two workers on two cores (scale-out), Redis memory of SSO sessions (scale-out)")
     p.add_argument("--scaling-scenarios", default="client_credentials,userinfo", help="metrics of the scaling measurement")
+    p.add_argument("--population", type=int, default=0,
+                   help="also measure with this many synthetic Persons in NIXA's database (e.g. 1000000), against the "
+                        "figures at 1,000; loading takes minutes per million (default 0: off)")
+    p.add_argument("--population-scenarios", default="code_flow,client_credentials,introspection,userinfo",
+                   help="metrics measured again at --population")
     p.add_argument("--sso-sessions", type=int, default=20_000,
                    help="SSO sessions made for the Redis memory figure, reported per 100,000 (default 20000; "
                         "100000 makes them all, about a minute on a quiet machine)")
@@ -341,6 +390,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.scenario_list = _names(p, args.scenarios, SCENARIOS, "scenario")
     args.extras = _names(p, args.extras, EXTRAS, "extra")
     args.scaling_scenarios = _names(p, args.scaling_scenarios, SCENARIOS, "scaling scenario")
+    args.population_scenarios = _names(p, args.population_scenarios, SCENARIOS, "population scenario")
+    if args.population and not POPULATION_BASE < args.population <= 20_000_000:
+        p.error(f"--population in ({POPULATION_BASE:,}, 20,000,000]")
     if args.profile and not py_spy_path():
         p.error("--profile needs py-spy: .venv/bin/pip install py-spy")
     for name in ("duration", "timeout"):
