@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -48,18 +49,60 @@ EXPECTED_CLAIMS = {
     "never_without_authorisation": {"national_id"},
 }
 
-# The errors a newcomer meets first, as the sample app shows them (`error` of the authorization
-# or token response); what causes each and how to fix it is docs/errors.md's.
+# The errors a newcomer meets first, by their reason in docs/errors.md, with the `error` the
+# sample app shows (of the authorization or token response); the doc says what causes each and
+# how to fix it, and documented_errors() below reads it from there.
 EXPECTED_ERRORS = {
-    "unsupported_acr_values": "invalid_request",  # acr_values NIXA supports none of (README: never silently treated as low)
-    "consent_denied": "access_denied",  # the person refused the app on NIXA's consent page
-    "wrong_client_secret": "invalid_client",  # the app runs with another secret than the one the CLI printed
+    "acr_values_unsupported": "invalid_request",  # acr_values NIXA supports none of (never silently treated as low)
+    "consent_declined": "access_denied",  # the person refused the app on NIXA's consent page
+    "client_secret_wrong": "invalid_client",  # the app runs with another secret than the one the CLI printed
 }
-# Errors NIXA shows on its own page (never redirecting to an unvetted address): the message key
-# of idp/i18n, the page carrying the request id as the reference for the help desk.
+# Errors NIXA shows on its own page (never redirecting to an unvetted address), by reason: the
+# message key of idp/i18n, the page carrying the request id as the reference for the help desk.
 EXPECTED_ERROR_PAGES = {
-    "unregistered_post_logout_redirect_uri": "error_invalid_logout",  # a sign-out sending the person to an address the app never registered
+    "logout_redirect_not_registered": "error_logout_redirect_not_registered",  # a sign-out sending the person to an address the app never registered
 }
+
+DOCS = ROOT / "docs"
+# The scopes both sample apps ask for (their client.json).
+APP_SCOPES = tuple(json.loads((ROOT / "examples/python-authlib/client.json").read_text(encoding="utf-8"))[0]["scope"].split())
+
+
+def documented_claims() -> dict[str, set[str]]:
+    """docs/claims.md: the claims each scope's table lists."""
+    out: dict[str, set[str]] = {}
+    scope = None
+    for line in (DOCS / "claims.md").read_text(encoding="utf-8").splitlines():
+        m = re.match(r"^## `([^`]+)`", line)
+        if m:
+            scope = m.group(1)
+            out[scope] = set()
+        elif scope and (m := re.match(r"^\| `([^`]+)` \|", line)):
+            out[scope].add(m.group(1))
+    return out
+
+
+def documented_errors() -> dict[str, set[str]]:
+    """docs/errors.md: for each reason, the `error` (or `page`) it answers with."""
+    out: dict[str, set[str]] = {}
+    for line in (DOCS / "errors.md").read_text(encoding="utf-8").splitlines():
+        m = re.match(r"^\| `([a-z0-9_]+)` \| `?([a-z_]+)`? \|", line)
+        if m:
+            out.setdefault(m.group(1), set()).add(m.group(2))
+    return out
+
+
+def test_what_this_test_expects_is_what_the_docs_say() -> None:
+    claims = documented_claims()
+    for scope, names in EXPECTED_CLAIMS["userinfo"].items():
+        assert names - {"sub"} <= claims.get(scope, set()), (scope, names - claims.get(scope, set()))
+    node = json.loads((ROOT / "examples/node-openid-client/client.json").read_text(encoding="utf-8"))[0]["scope"].split()
+    assert tuple(node) == APP_SCOPES
+    errors = documented_errors()
+    for reason, error in EXPECTED_ERRORS.items():
+        assert error in errors.get(reason, set()), (reason, errors.get(reason))
+    for reason in EXPECTED_ERROR_PAGES:
+        assert "page" in errors.get(reason, set()), reason
 
 
 # ---- the newcomer's steps -------------------------------------------------------------------------
@@ -121,6 +164,9 @@ def assert_claims(page: httpx.Response, person: Person, app_url: str, acr: str, 
     for scope in scopes:
         missing = EXPECTED_CLAIMS["userinfo"][scope] - info.keys()
         assert not missing, f"UserInfo lacks {missing} of scope {scope}: {info}"
+    # Nothing UserInfo answers is undocumented for the scopes the app asks for.
+    promised = {"sub"}.union(*(documented_claims().get(s, set()) for s in APP_SCOPES))
+    assert info.keys() <= promised, info.keys() - promised
     assert not EXPECTED_CLAIMS["never_without_authorisation"] & info.keys(), info
     for claim, value in values.items():
         assert info[claim] == value, (claim, info)
@@ -200,6 +246,20 @@ def test_a_newcomer_signs_in_at_three_levels_through_each_sample_app(sample, liv
         person.close()
 
 
+def audited_reason(live, page: httpx.Response) -> str | None:  # noqa: ANN001
+    """The reason NIXA's audit recorded for the refusal whose reference (request_id) came back
+    to the app's redirect URI."""
+    from sqlalchemy import select
+
+    from idp.store.models import AuditEvent
+
+    rid = query_of(str(page.url)).get("request_id")
+    assert rid, page.url
+    with live.nixa.db.session() as s:
+        rows = s.scalars(select(AuditEvent).where(AuditEvent.type == "request.rejected").order_by(AuditEvent.id.desc()).limit(200)).all()
+    return next((r.data.get("reason") for r in rows if r.data.get("request_id") == rid), None)
+
+
 def test_a_newcomer_sees_the_documented_errors_through_each_sample_app(sample, live) -> None:  # noqa: ANN001
     app_url, client_id = sample["url"], sample["client_id"]
     citizen = make_citizen(live.nixa, name="Đỗ Thu Trang")
@@ -210,7 +270,7 @@ def test_a_newcomer_sees_the_documented_errors_through_each_sample_app(sample, l
                                                              "state": "s"}))
         assert page.status_code == 400 and str(page.url).startswith(live.url + "/logout"), page.url
         texts = json.loads((ROOT / "idp/i18n/vi.json").read_text(encoding="utf-8"))
-        assert texts[EXPECTED_ERROR_PAGES["unregistered_post_logout_redirect_uri"]] in page.text
+        assert texts[EXPECTED_ERROR_PAGES["logout_redirect_not_registered"]] in page.text
         assert page.headers["x-request-id"] in page.text
 
         # acr_values of which NIXA supports none: refused, back at the app, never treated as low
@@ -220,14 +280,16 @@ def test_a_newcomer_sees_the_documented_errors_through_each_sample_app(sample, l
             "state": "s", "nonce": "n", "code_challenge": challenge, "code_challenge_method": "S256",
             "acr_values": "urn:example:loa:gold"}))
         assert page.status_code == 400 and str(page.url).startswith(app_url + "/callback?")
-        assert shown_error(page) == EXPECTED_ERRORS["unsupported_acr_values"]
+        assert shown_error(page) == EXPECTED_ERRORS["acr_values_unsupported"]
+        assert audited_reason(live, page) == "acr_values_unsupported"  # the reference leads to the documented reason
 
         # the person refuses the app on the consent page
         page = sign_in_at(person, app_url, LOW)
         person.submit("/local", username=citizen.username, password=citizen.password)
         page = person.submit("/consent", decision="deny")
         assert str(page.url).startswith(app_url + "/callback?"), page.url
-        assert shown_error(page) == EXPECTED_ERRORS["consent_denied"]
+        assert shown_error(page) == EXPECTED_ERRORS["consent_declined"]
+        assert audited_reason(live, page) == "consent_declined"
         assert "id='id-token-claims'" not in person.get(app_url + "/").text
 
         # the app restarted with a wrong secret: the code exchange is refused, nobody is signed in
@@ -236,7 +298,7 @@ def test_a_newcomer_sees_the_documented_errors_through_each_sample_app(sample, l
         page = sign_in_at(person, app_url, LOW)  # NIXA's session from above: no sign-in page
         page = person.consent()
         assert str(page.url).startswith(app_url + "/callback?"), page.url
-        assert shown_error(page) == EXPECTED_ERRORS["wrong_client_secret"]
+        assert shown_error(page) == EXPECTED_ERRORS["client_secret_wrong"]
         assert "id='id-token-claims'" not in person.get(app_url + "/").text
     finally:
         person.close()
