@@ -1,0 +1,232 @@
+"""The processes of a scale-out deployment on loopback: NIXA workers (`nixa serve`, the
+project's ASGI entry) and nginx (Debian's package, as a foreground process with its own
+configuration, prefix and temporary paths), rendered from docker/nginx/nixa.conf.template, the
+file docker/compose.yaml uses too.
+
+nginx connects to the workers from 127.0.0.2 (`proxy_bind`), a loopback address of its own, so
+the workers can tell it from a client that reaches them directly from 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO_ROOT / "docker" / "nginx" / "nixa.conf.template"
+PROXY_ADDR = "127.0.0.2"  # nginx → workers
+_PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
+
+
+def render(template: str, values: Mapping[str, str]) -> str:
+    """What the nginx image's envsubst step does with the template: every ${NAME} replaced by
+    its value; a name without a value is an error here (envsubst would leave it and nginx fail)."""
+    missing = sorted({name for name in _PLACEHOLDER.findall(template) if name not in values})
+    if missing:
+        raise KeyError(f"no value for {', '.join(missing)}")
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def placeholders(template: str) -> set[str]:
+    return set(_PLACEHOLDER.findall(template))
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/sbin/nginx") if os.access(p, os.X_OK)), None)
+    if not found:
+        raise RuntimeError("nginx not found (scripts/bootstrap.sh installs Debian's nginx)")
+    return found
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+# ---- a test CA for the server certificate ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerTLS:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_server_tls(directory: Path, host: str = "127.0.0.1") -> ServerTLS:
+    """A throwaway CA and a server certificate for `host` (an IP address SAN) signed by it."""
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "NIXA topology test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+          .not_valid_after(now + dt.timedelta(days=2))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False),
+                         critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])).issuer_name(ca_name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    out = ServerTLS(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    out.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    out.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    out.key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    out.key.chmod(0o600)
+    return out
+
+
+# ---- processes -------------------------------------------------------------------------------
+
+
+class Process:
+    """A child process with its output in a log file, stopped by its own pid only."""
+
+    def __init__(self, name: str, command: list[str], log: Path, env: Mapping[str, str] | None = None) -> None:
+        self.name = name
+        self.log = log
+        self._out = log.open("wb")
+        self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=self._out, stderr=subprocess.STDOUT, env=dict(env) if env else None)
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()  # SIGTERM: uvicorn finishes in-flight requests, nginx exits fast
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=timeout)
+        self._out.close()
+
+
+def wait_until(check, timeout: float, what: str, process: Process | None = None) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and not process.running():
+            raise RuntimeError(f"{process.name} exited with {process.process.returncode}:\n{process.tail()}")
+        try:
+            if check():
+                return
+        except (httpx.HTTPError, OSError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} not ready within {timeout} s" + (f":\n{process.tail()}" if process else ""))
+
+
+def worker_env(settings: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a worker: the caller's, less any NIXA_* it had, plus `settings`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NIXA_")}
+    env.update(settings)
+    return env
+
+
+class Worker(Process):
+    """One NIXA worker process: `nixa serve` on a loopback port, configured by environment."""
+
+    def __init__(self, name: str, settings: Mapping[str, str], log: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.settings = dict(settings)
+        command = [sys.executable, "-m", "admin.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        super().__init__(name, command, log, worker_env(settings))
+
+    def wait_ready(self, timeout: float = 60) -> Worker:
+        wait_until(lambda: httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200, timeout, f"{self.name} /readyz", self)
+        return self
+
+
+@dataclass(frozen=True)
+class Door:
+    """One TLS listener of nginx in front of an upstream of workers."""
+
+    name: str
+    port: int
+    upstream: str
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+
+class Nginx(Process):
+    """nginx in the foreground (`daemon off`), everything it writes under `directory`."""
+
+    def __init__(self, directory: Path, tls: ServerTLS, upstreams: Mapping[str, list[str]], doors: list[Door]) -> None:
+        self.directory = directory
+        self.doors = {door.name: door for door in doors}
+        directory.mkdir(parents=True, exist_ok=True)
+        template = TEMPLATE.read_text(encoding="utf-8")
+        includes = []
+        for door in doors:
+            conf = directory / f"door-{door.name}.conf"
+            conf.write_text(render(template, {"NGINX_LISTEN": f"127.0.0.1:{door.port}", "NGINX_TLS_CERT": str(tls.cert),
+                                              "NGINX_TLS_KEY": str(tls.key), "NIXA_UPSTREAM": door.upstream,
+                                              "NGINX_PROXY_BIND": PROXY_ADDR}), encoding="utf-8")
+            includes.append(f"    include {conf};")
+        blocks = [f"    upstream {name} {{\n" + "".join(f"        server {s};\n" for s in servers) + "        keepalive 8;\n    }"
+                  for name, servers in upstreams.items()]
+        temp = "\n".join(f"    {kind}_temp_path {directory / (kind + '_temp')};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        # As root, the worker processes drop to nobody: the prefix must be theirs to traverse.
+        user = "user nobody nogroup;\n" if os.geteuid() == 0 else ""
+        (directory / "nginx.conf").write_text(
+            f"{user}daemon off;\nworker_processes 1;\npid {directory / 'nginx.pid'};\nerror_log {directory / 'error.log'} warn;\n"
+            "events { worker_connections 512; }\n"
+            f"http {{\n    access_log {directory / 'access.log'};\n{temp}\n" + "\n".join(blocks) + "\n" + "\n".join(includes) + "\n}\n",
+            encoding="utf-8")
+        binary = nginx_binary()
+        command = [binary, "-p", str(directory), "-e", str(directory / "error.log"), "-c", str(directory / "nginx.conf")]
+        check = subprocess.run([*command, "-t", "-q"], capture_output=True, text=True, timeout=30)
+        if check.returncode != 0:
+            raise RuntimeError(f"nginx -t refused the configuration:\n{check.stderr}")
+        super().__init__("nginx", command, directory / "nginx.out")
+
+    def wait_ready(self, timeout: float = 20) -> Nginx:
+        for door in self.doors.values():
+            wait_until(lambda d=door: _accepts(d.port), timeout, f"nginx door {door.name}", self)
+        return self
+
+
+def _accepts(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+
+
+def client_context(ca: Path, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
+    """TLS to nginx: its test CA trusted, and a client certificate when given."""
+    context = ssl.create_default_context(cafile=str(ca))
+    if cert is not None:
+        context.load_cert_chain(str(cert), str(key) if key else None)
+    return context
