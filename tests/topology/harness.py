@@ -9,8 +9,7 @@ the workers can tell it from a client that reaches them directly from 127.0.0.1.
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
+import importlib.util
 import os
 import re
 import shutil
@@ -24,15 +23,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "docker" / "nginx" / "nixa.conf.template"
 PROXY_ADDR = "127.0.0.2"  # nginx → workers
 _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
+
+
+def _load_make_tls():  # noqa: ANN202
+    """docker/make_tls.py, the throwaway TLS material of `docker compose up`, used here too."""
+    spec = importlib.util.spec_from_file_location("nixa_docker_make_tls", REPO_ROOT / "docker" / "make_tls.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+_make_tls = _load_make_tls()
+ServerTLS = _make_tls.ServerTLS
+make_server_tls = _make_tls.make_server_tls
 
 
 def render(template: str, values: Mapping[str, str]) -> str:
@@ -59,45 +68,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
-
-
-# ---- a test CA for the server certificate ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ServerTLS:
-    ca: Path
-    cert: Path
-    key: Path
-
-
-def make_server_tls(directory: Path, host: str = "127.0.0.1") -> ServerTLS:
-    """A throwaway CA and a server certificate for `host` (an IP address SAN) signed by it."""
-    now = dt.datetime.now(dt.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "NIXA topology test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-          .not_valid_after(now + dt.timedelta(days=2))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False),
-                         critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])).issuer_name(ca_name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    directory.mkdir(parents=True, exist_ok=True)
-    out = ServerTLS(directory / "ca.pem", directory / "server.pem", directory / "server.key")
-    out.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    out.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    out.key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    out.key.chmod(0o600)
-    return out
 
 
 # ---- processes -------------------------------------------------------------------------------
@@ -187,13 +157,26 @@ class Nginx(Process):
     def __init__(self, directory: Path, tls: ServerTLS, upstreams: Mapping[str, list[str]], doors: list[Door]) -> None:
         self.directory = directory
         self.doors = {door.name: door for door in doors}
+        checked = self.configure(directory, tls, upstreams, doors)
+        if checked.returncode != 0:
+            raise RuntimeError(f"nginx -t refused the configuration:\n{checked.stderr}")
+        super().__init__("nginx", self.command(directory), directory / "nginx.out")
+
+    @staticmethod
+    def command(directory: Path) -> list[str]:
+        return [nginx_binary(), "-p", str(directory), "-e", str(directory / "error.log"), "-c", str(directory / "nginx.conf")]
+
+    @classmethod
+    def configure(cls, directory: Path, tls: ServerTLS, upstreams: Mapping[str, list[str]],
+                  doors: list[Door]) -> subprocess.CompletedProcess:
+        """Write nginx.conf (one rendering of the template per door) and check it with `nginx -t`."""
         directory.mkdir(parents=True, exist_ok=True)
         template = TEMPLATE.read_text(encoding="utf-8")
         includes = []
         for door in doors:
             conf = directory / f"door-{door.name}.conf"
             conf.write_text(render(template, {"NGINX_LISTEN": f"127.0.0.1:{door.port}", "NGINX_TLS_CERT": str(tls.cert),
-                                              "NGINX_TLS_KEY": str(tls.key), "NIXA_UPSTREAM": door.upstream,
+                                              "NGINX_TLS_KEY": str(tls.key), "NGINX_UPSTREAM": door.upstream,
                                               "NGINX_PROXY_BIND": PROXY_ADDR}), encoding="utf-8")
             includes.append(f"    include {conf};")
         blocks = [f"    upstream {name} {{\n" + "".join(f"        server {s};\n" for s in servers) + "        keepalive 8;\n    }"
@@ -206,12 +189,7 @@ class Nginx(Process):
             "events { worker_connections 512; }\n"
             f"http {{\n    access_log {directory / 'access.log'};\n{temp}\n" + "\n".join(blocks) + "\n" + "\n".join(includes) + "\n}\n",
             encoding="utf-8")
-        binary = nginx_binary()
-        command = [binary, "-p", str(directory), "-e", str(directory / "error.log"), "-c", str(directory / "nginx.conf")]
-        check = subprocess.run([*command, "-t", "-q"], capture_output=True, text=True, timeout=30)
-        if check.returncode != 0:
-            raise RuntimeError(f"nginx -t refused the configuration:\n{check.stderr}")
-        super().__init__("nginx", command, directory / "nginx.out")
+        return subprocess.run([*cls.command(directory), "-t", "-q"], capture_output=True, text=True, timeout=30)
 
     def wait_ready(self, timeout: float = 20) -> Nginx:
         for door in self.doors.values():
