@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.cookiejar import CookieJar
 from pathlib import Path
 
 import httpx
@@ -72,9 +73,22 @@ class Topology:
         self.browsers.append(client)
         return client
 
-    def backchannel(self) -> httpx.Client:
-        """A relying party's server, through nginx."""
-        return self.browser()
+    def doors(self, *names: str, certificate: bool = False) -> list[httpx.Client]:
+        """One browser seen through several doors: a client per door sharing one cookie jar."""
+        jar = CookieJar()
+        out = []
+        for name in names:
+            client = self.browser(certificate=certificate)
+            client.base_url = self.door(name)
+            client.cookies = jar
+            out.append(client)
+        return out
+
+    def backchannel(self, door: str = "pool") -> httpx.Client:
+        """A relying party's server, reaching NIXA through nginx."""
+        client = self.browser()
+        client.base_url = self.door(door)
+        return client
 
 
 def _citizen_certificate(pki: TestPKI, directory: Path) -> CitizenCertificate:

@@ -23,24 +23,6 @@ from tests.topology.harness import REPO_ROOT, worker_env
 pytestmark = pytest.mark.scale_out
 
 
-def doors(topology: Topology, *names: str, certificate: bool = False) -> list[httpx.Client]:
-    """One browser seen through several doors: a client per door sharing one cookie jar."""
-    jar = CookieJar()
-    out = []
-    for name in names:
-        client = topology.browser(certificate=certificate)
-        client.base_url = topology.door(name)
-        client.cookies = jar
-        out.append(client)
-    return out
-
-
-def backchannel(topology: Topology, door: str = "pool") -> httpx.Client:
-    client = topology.browser()
-    client.base_url = topology.door(door)
-    return client
-
-
 def requests_counted(worker_url: str, route: str) -> float:
     """Requests to `route` this worker has answered, from its own Prometheus /metrics."""
     text = httpx.get(f"{worker_url}/metrics", timeout=5).text
@@ -71,7 +53,7 @@ def test_sign_in_begun_on_a_completes_on_b(topology):
     through the pool: the pending request, the CSRF binding and the code live in Redis."""
     nixa = topology.nixa
     client, citizen = register_client(nixa), make_citizen(nixa)
-    a, b = doors(topology, "a", "b")
+    a, b = topology.doors("a", "b")
     local = "/interaction/{rid}/local"
     before = {name: requests_counted(w.url, local) for name, w in topology.workers.items()}
     r, q, verifier = authorize(a, client)
@@ -79,11 +61,11 @@ def test_sign_in_begun_on_a_completes_on_b(topology):
     r = sign_in_local(b, r.headers["location"], citizen)
     cb = query_of(r.headers["location"])
     assert cb["state"] == q["state"] and "code" in cb, r.headers["location"]
-    tokens = backchannel(topology).post("/token", data={"grant_type": "authorization_code", "code": cb["code"],
+    tokens = topology.backchannel().post("/token", data={"grant_type": "authorization_code", "code": cb["code"],
                                                          "redirect_uri": client.redirect_uri, "code_verifier": verifier},
                                         auth=(client.client_id, client.secret))
     assert tokens.status_code == 200, tokens.text
-    _, claims = id_token_claims(tokens.json()["id_token"], backchannel(topology).get("/jwks").json())
+    _, claims = id_token_claims(tokens.json()["id_token"], topology.backchannel().get("/jwks").json())
     assert claims["iss"] == topology.issuer and claims["nonce"] == q["nonce"]
     # The password really went to worker B and not to A (each worker counts what it answered).
     after = {name: requests_counted(w.url, local) for name, w in topology.workers.items()}
@@ -95,8 +77,8 @@ def test_logout_on_b_is_seen_by_a(topology):
     browser that kept its old cookies."""
     nixa = topology.nixa
     client, citizen = register_client(nixa), make_citizen(nixa)
-    a, b = doors(topology, "a", "b")
-    rp = backchannel(topology)
+    a, b = topology.doors("a", "b")
+    rp = topology.backchannel()
     tokens = code_flow(a, rp, client, citizen)
     r, _, _ = authorize(a, client)
     assert "code" in query_of(r.headers["location"]), "SSO on A before the logout"
@@ -118,8 +100,8 @@ def test_key_rotated_beside_a_is_used_and_published_by_b(topology):
     signs with the key that was pending and publishes the new pending one."""
     nixa = topology.nixa
     client, citizen = register_client(nixa), make_citizen(nixa)
-    (b,) = doors(topology, "b")
-    rp_b = backchannel(topology, "b")
+    (b,) = topology.doors("b")
+    rp_b = topology.backchannel("b")
     first = code_flow(b, rp_b, client, citizen)
     old_kids = {k["kid"] for k in rp_b.get("/jwks").json()["keys"]}
     old_kid = id_token_claims(first["id_token"], rp_b.get("/jwks").json())[0]["kid"]
@@ -137,7 +119,7 @@ def test_key_rotated_beside_a_is_used_and_published_by_b(topology):
         time.sleep(0.5)
     assert header["kid"] in old_kids, "the new signing key was published before it signed"
     assert old_kid in published, "the retired key stays published while its tokens live"
-    assert published == {k["kid"] for k in backchannel(topology, "a").get("/jwks").json()["keys"]}
+    assert published == {k["kid"] for k in topology.backchannel("a").get("/jwks").json()["keys"]}
 
 
 def test_throttle_counters_are_shared(topology):
@@ -146,7 +128,7 @@ def test_throttle_counters_are_shared(topology):
     from tests.topology.conftest import ATTEMPTS
 
     client, citizen = register_client(nixa), make_citizen(nixa)
-    a, b = doors(topology, "a", "b")
+    a, b = topology.doors("a", "b")
     r, _, _ = authorize(a, client)
     location = r.headers["location"]
     for i in range(ATTEMPTS):
@@ -166,8 +148,8 @@ def test_revoked_on_a_fails_introspection_and_userinfo_on_b_at_once(topology):
     the token: no worker trusts a cache of its own for a revoked token."""
     nixa = topology.nixa
     client, citizen = register_client(nixa), make_citizen(nixa)
-    (a,) = doors(topology, "a")
-    rp_a, rp_b = backchannel(topology, "a"), backchannel(topology, "b")
+    (a,) = topology.doors("a")
+    rp_a, rp_b = topology.backchannel("a"), topology.backchannel("b")
     access = code_flow(a, rp_a, client, citizen)["access_token"]
     auth = (client.client_id, client.secret)
     assert rp_b.post("/introspect", data={"token": access}, auth=auth).json()["active"] is True
@@ -182,7 +164,7 @@ def test_client_address_is_nginx_s_not_the_client_s_own_claim(topology):
     right); an X-Forwarded-For the client writes itself is not believed."""
     nixa = topology.nixa
     client, citizen = register_client(nixa), make_citizen(nixa)
-    (a,) = doors(topology, "pool")
+    (a,) = topology.doors("pool")
     r, _, _ = authorize(a, client)
     page = a.get(r.headers["location"]).text
     a.post(form_action(page, "/local"), data={"csrf": hidden(page, "csrf"), "username": citizen.username, "password": "wrong"},
@@ -203,12 +185,12 @@ def test_certificate_sign_in_through_nginx_mtls(topology):
     the worker believes it from nginx's address and the sign-in reaches the high level."""
     nixa = topology.nixa
     portal = register_client(nixa, nixa_first_party=True)
-    (browser,) = doors(topology, "pool", certificate=True)
+    (browser,) = topology.doors("pool", certificate=True)
     r, verifier = _certificate_step(browser, portal)
     assert r.status_code == 303, (r.status_code, r.text[r.text.find('role="alert"'):][:300])
     cb = query_of(r.headers["location"])
     assert "code" in cb, r.headers["location"]
-    rp = backchannel(topology)
+    rp = topology.backchannel()
     tokens = rp.post("/token", data={"grant_type": "authorization_code", "code": cb["code"], "redirect_uri": portal.redirect_uri,
                                      "code_verifier": verifier}, auth=(portal.client_id, portal.secret))
     assert tokens.status_code == 200, tokens.text
@@ -224,7 +206,7 @@ def test_forged_certificate_header_is_dropped_by_nginx(topology):
     never reaches NIXA: the worker offers the signing statement instead of signing anyone in."""
     nixa = topology.nixa
     portal = register_client(nixa, nixa_first_party=True)
-    (browser,) = doors(topology, "pool")
+    (browser,) = topology.doors("pool")
     forged = urllib.parse.quote(topology.citizen_cert.cert.read_text(), safe="")
     r, _ = _certificate_step(browser, portal, headers={"X-SSL-Client-Cert": forged})
     assert r.status_code == 200 and 'id="challenge"' in r.text, r.status_code
@@ -237,7 +219,7 @@ def test_forged_certificate_header_sent_around_nginx_is_refused(topology):
     genuine: the attacker has the certificate, not its key."""
     nixa = topology.nixa
     portal = register_client(nixa, nixa_first_party=True)
-    (browser,) = doors(topology, "a")
+    (browser,) = topology.doors("a")
     r, _, _ = authorize(browser, portal, acr_values="urn:nixa:loa:high")
     page = browser.get(r.headers["location"]).text
     # The same browser's cookies, sent by hand: they are Secure, and the worker speaks plain HTTP.
