@@ -1,7 +1,6 @@
 """docker/: no Docker engine runs where the tests run, so the files are checked for what can go
 wrong without one: compose.yaml against the Compose Specification's JSON schema, every file
-they name exists, every NIXA_* they set is a setting NIXA reads, the nginx server block is one
-nginx accepts, and the topology is the one the issue asks for.
+they name exists, every NIXA_* they set is a setting NIXA reads, and the topology is the one the issue asks for.
 
 compose-spec.json beside this file is a pinned copy of schema/compose-spec.json from the Compose
 Specification's repository (github.com/compose-spec/compose-spec, commit
@@ -15,7 +14,6 @@ import ipaddress
 import json
 import re
 import shlex
-import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -23,7 +21,7 @@ import pytest
 import yaml
 
 from idp.settings import SECRET_SETTINGS, Settings
-from tests.topology.harness import Door, Nginx, make_server_tls, placeholders, render
+from tests.topology.harness import placeholders, render
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -154,25 +152,3 @@ def test_dockerfile_builds_a_wheel_and_runs_slim_unprivileged_with_a_health_chec
     assert "/healthz" in health
     assert "/healthz" in {getattr(r, "path", "") for r in app.routes}
     assert any(w == "CMD" and '"serve"' in a for w, a in final)
-
-
-def test_the_template_is_a_server_block_nginx_accepts(tmp_path):
-    """Rendered as the test topology renders it, `nginx -t` accepts the configuration."""
-    tls = make_server_tls(tmp_path / "tls")
-    checked = Nginx.configure(tmp_path / "nginx", tls, {"nixa_pool": ["127.0.0.1:9"]}, [Door("pool", 9, "nixa_pool")])
-    assert checked.returncode == 0, checked.stderr
-    assert "ssl_verify_client optional_no_ca;" in (tmp_path / "nginx" / "door-pool.conf").read_text()
-
-
-def test_nginx_refuses_a_broken_template_rendering(tmp_path):
-    """The `nginx -t` check above can fail: a placeholder filled with nonsense is refused."""
-    tls = make_server_tls(tmp_path / "tls")
-    broken = render(TEMPLATE, {"NGINX_LISTEN": "127.0.0.1:9", "NGINX_TLS_CERT": str(tls.cert), "NGINX_TLS_KEY": str(tls.key),
-                               "NGINX_UPSTREAM": "nixa_pool", "NGINX_PROXY_BIND": "not an address"})
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(f"events {{}}\nhttp {{ upstream nixa_pool {{ server 127.0.0.1:9; }}\n{broken}\n}}\n", encoding="utf-8")
-    from tests.topology.harness import nginx_binary
-
-    checked = subprocess.run([nginx_binary(), "-t", "-q", "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(conf)],
-                             capture_output=True, text=True, timeout=30)
-    assert checked.returncode != 0

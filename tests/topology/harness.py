@@ -187,7 +187,8 @@ class Nginx(Process):
         (directory / "nginx.conf").write_text(
             f"{user}daemon off;\nworker_processes 1;\npid {directory / 'nginx.pid'};\nerror_log {directory / 'error.log'} warn;\n"
             "events { worker_connections 512; }\n"
-            f"http {{\n    access_log {directory / 'access.log'};\n{temp}\n" + "\n".join(blocks) + "\n" + "\n".join(includes) + "\n}\n",
+            f"http {{\n    log_format nixa '$remote_addr $request_id $status \"$request\"';\n"
+            f"    access_log {directory / 'access.log'} nixa;\n{temp}\n" + "\n".join(blocks) + "\n" + "\n".join(includes) + "\n}\n",
             encoding="utf-8")
         return subprocess.run([*cls.command(directory), "-t", "-q"], capture_output=True, text=True, timeout=30)
 

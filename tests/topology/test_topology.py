@@ -4,6 +4,7 @@ vouch for a client certificate or a client address."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -232,3 +233,17 @@ def test_forged_certificate_header_sent_around_nginx_is_refused(topology):
     failed = wait_for_events(nixa, type="login.failed", client_id=portal.client_id)
     assert [(e.data.get("reason"), e.ip) for e in failed] == [("untrusted_proxy", "127.0.0.1")]
     assert not events_for(nixa, type="login.succeeded", client_id=portal.client_id)
+
+
+def test_the_request_id_is_nginx_s(topology):
+    """nginx's $request_id reaches the worker (X-Request-Id from the trusted proxy), comes back on
+    the answer and stands in nginx's access log; one a client sends itself is replaced."""
+    (browser,) = topology.doors("pool")
+    r = browser.get("/.well-known/openid-configuration", headers={"X-Request-Id": "chosen-by-the-client"})
+    rid = r.headers["x-request-id"]
+    assert r.status_code == 200 and re.fullmatch(r"[0-9a-f]{32}", rid), rid
+    deadline = time.monotonic() + 5
+    log = topology.nginx.directory / "access.log"
+    while f"{CLIENT_ADDR} {rid} 200 " not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)  # nginx writes its log line as the answer ends
+    assert f"{CLIENT_ADDR} {rid} 200 " in log.read_text()
