@@ -312,6 +312,27 @@ def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) ->
         log.info("client disconnected during %s %s", request.method, request.url.path)
         return Response(status_code=400)
 
+    from redis.exceptions import ConnectionError as RedisDown, TimeoutError as RedisSlow
+    from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError as PoolExhausted
+
+    async def _dependency_down(request: Request, exc: Exception) -> Response:
+        # The database or the ephemeral store not answering is an outage, not a bug: 503 with
+        # Retry-After and a page that says so. Handled here rather than by the catch-all below,
+        # so the server keeps the connection open for the client's next, unrelated request.
+        log.warning("dependency unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        headers = {"Retry-After": "5", "Cache-Control": "no-store"}
+        if request.url.path in API_PATHS or request.url.path.startswith("/.well-known"):
+            return JSONResponse({"error": "temporarily_unavailable", "error_description": "The service is unavailable; retry later"},
+                                status_code=503, headers=headers)
+        from idp.login.pages import message, translator
+
+        response = message(request, translator(request), "error_unavailable", 503)
+        response.headers.update(headers)
+        return response
+
+    for outage in (RedisDown, RedisSlow, OperationalError, InterfaceError, PoolExhausted):
+        app.add_exception_handler(outage, _dependency_down)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         # A bug, not bad input (bad input is answered before this). The person gets a page in

@@ -34,6 +34,7 @@ missing_packages() {
   have_cmd chromedriver || echo chromium-driver
   have_cmd node || echo nodejs
   have_cmd npm || echo npm
+  have_cmd nginx || echo nginx
 }
 
 install_system_packages() {

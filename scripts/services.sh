@@ -7,7 +7,8 @@
 #   scripts/services.sh env DIR     print DIR/env
 #
 # PostgreSQL refuses to run as root, so as root the cluster runs as the `postgres` system user.
-# Tuned for tests only (no fsync): never point this at data you want to keep.
+# Tuned for tests only (no fsync): never point this at data you want to keep. Redis keeps an
+# append-only file, as a deployment does, so the fault tests can restart it without losing sessions.
 set -euo pipefail
 
 WAIT_SECONDS=${NIXA_SERVICES_WAIT:-30}
@@ -151,7 +152,7 @@ start_redis() {
   for attempt in 1 2 3; do
     port=$(free_port)
     rm -f "$DIR/redis.pid"
-    redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+    redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly yes --appendfsync everysec \
       --dir "$DIR/redis" --daemonize yes --pidfile "$DIR/redis.pid" \
       --logfile "$DIR/redis.log" >/dev/null
     for ((i = 0; i < WAIT_SECONDS * 10; i++)); do

@@ -27,6 +27,17 @@ def pytest_report_header(config):  # noqa: ANN001, ANN201
     return f"NIXA backend: {BACKEND}"
 
 
+def pytest_collection_modifyitems(config, items):  # noqa: ANN001
+    """Tests marked `scale_out` (several NIXA processes sharing PostgreSQL and Redis: nothing the
+    embedded backend can be) are deselected in the embedded run: neither passed nor skipped."""
+    if DB_URL and REDIS_URL:
+        return
+    deselected = [item for item in items if item.get_closest_marker("scale_out")]
+    if deselected:
+        items[:] = [item for item in items if not item.get_closest_marker("scale_out")]
+        config.hook.pytest_deselected(items=deselected)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -333,7 +333,10 @@ class RedisStore:
     def __init__(self, url: str, prefix: str = "nixa:") -> None:
         import redis
 
-        self._redis = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        if url.startswith("redis+sentinel://"):
+            self._redis = _sentinel_master(url)
+        else:
+            self._redis = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
         self._prefix = prefix
         self._sadd = self._redis.register_script(_SADD_EXTEND)
         self._incr = self._redis.register_script(_INCR_WINDOW)
@@ -416,7 +419,35 @@ class RedisStore:
             self._redis.delete(key)
 
 
+def _sentinel_master(url: str) -> Any:
+    """`redis+sentinel://[:password@]host:port[,host:port...]/service[/db]`: the master of
+    `service` as Redis Sentinel names it, asked again after every failover, so a replica that
+    takes over is used without a restart (the password, if any, is the data servers')."""
+    from urllib.parse import unquote, urlsplit
+
+    from redis.sentinel import Sentinel
+
+    rest = url[len("redis+sentinel://"):]
+    netloc, _, path = rest.partition("/")
+    password = None
+    if "@" in netloc:
+        auth, netloc = netloc.rsplit("@", 1)
+        password = unquote(auth.split(":", 1)[-1]) or None
+    nodes = []
+    for node in netloc.split(","):
+        parts = urlsplit(f"//{node}")
+        if not parts.hostname:
+            raise ValueError(f"redis+sentinel URL: no sentinel host in {node!r}")
+        nodes.append((parts.hostname, parts.port or 26379))
+    service, _, db = path.strip("/").partition("/")
+    if not service:
+        raise ValueError("redis+sentinel URL: name the monitored service (redis+sentinel://host:26379/SERVICE)")
+    sentinel = Sentinel(nodes, socket_timeout=2, socket_connect_timeout=2)
+    return sentinel.master_for(service, db=int(db or 0), password=password, decode_responses=True, socket_timeout=5,
+                               socket_connect_timeout=2, health_check_interval=30)
+
+
 def open_store(url: str | None, clock: Callable[[], float] = time.time) -> EphemeralStore:
-    if url and url.startswith(("redis://", "rediss://", "unix://")):
+    if url and url.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
         return RedisStore(url)
     return MemoryStore(clock)
