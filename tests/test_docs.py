@@ -81,7 +81,8 @@ def test_the_readme_points_to_the_docs():
 
 def test_the_quickstart_commands_register_the_client_in_a_fresh_deployment(tmp_path, master_key):  # noqa: ANN001
     """The quickstart's steps as written: the master key from a file, `nixa clients import` of its
-    JSON, `nixa clients list`; without the key the command refuses plainly."""
+    JSON, `nixa clients list`; without the key the demo's own is used (and said), and another
+    deployment's folder refuses plainly."""
     from typer.testing import CliRunner
 
     from admin.cli import app
@@ -95,7 +96,14 @@ def test_the_quickstart_commands_register_the_client_in_a_fresh_deployment(tmp_p
     env = {"NIXA_VAR_DIR": str(var), "NIXA_DATABASE_URL": "", "NIXA_REDIS_URL": "", "NIXA_MASTER_KEY": ""}
     runner = CliRunner()
     assert runner.invoke(app, ["migrate"], env=env).exit_code == 0
-    refused = runner.invoke(app, ["clients", "import", str(tmp_path / "my-agency-dev.json")], env=env)
+    # Without the export, on the demo's folder: the demo's throwaway key, said out loud.
+    listed = runner.invoke(app, ["clients", "list"], env=env)
+    assert listed.exit_code == 0 and "using the demo's throwaway master key" in listed.output
+    # Another deployment's folder (no demo key in it): a plain refusal.
+    other = tmp_path / "other"
+    other.mkdir()
+    assert runner.invoke(app, ["migrate"], env={**env, "NIXA_VAR_DIR": str(other)}).exit_code == 0
+    refused = runner.invoke(app, ["clients", "import", str(tmp_path / "my-agency-dev.json")], env={**env, "NIXA_VAR_DIR": str(other)})
     assert refused.exit_code == 2 and "NIXA_MASTER_KEY" in refused.output
     env["NIXA_MASTER_KEY_FILE"] = str(var / "master.key")
     imported = runner.invoke(app, ["clients", "import", str(tmp_path / "my-agency-dev.json")], env=env)
