@@ -66,7 +66,7 @@ class Nixa:
         self.keys.jwks()
         self.sealer.start()
         self.stable = StableSecrets(self.db, self.sealer, clock).ensure()  # keys/stable.py: survive master rotation
-        made = self.keys.ensure()
+        self.keys.ensure()
         # The audit chain is keyed outside the database, its checkpoints signed by the ring.
         checkpoints = Checkpoints(self.keys, settings.issuer, settings.default_signing_alg,
                                   every=settings.audit_checkpoint_every, seconds=settings.audit_checkpoint_seconds)
@@ -74,7 +74,6 @@ class Nixa:
                               checkpoints)
         self.events.subscribe(self.audit.append)
         self.signing_keys = KeyAdministration(self.keys, self.events)  # keys/service.py: the CLI's and admin API's key operations
-        self.signing_keys.record_created(made)
         # URLs clients and upstream providers choose are fetched under one policy (safe_fetch.py).
         self.fetch_policy = FetchPolicy.allowing(settings.fetch_allowed_networks, loopback=settings.demo)
         self.outbound = ResilientHttp(name="client metadata", policy=self.fetch_policy, max_bytes=MAX_DOCUMENT_BYTES,

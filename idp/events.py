@@ -50,7 +50,6 @@ EVENT_TYPES = frozenset(
         "client.deleted",
         "resource.changed",  # a resource server (agency API) registered, changed or removed
         "introspection.refused",  # a client asked about a token that is neither its own nor for its API
-        "key.created",  # signing keys made at first start or for a new alg (nixa keys ..., admin API)
         "key.rotated",
         "key.retired",  # one key made verify-only at an operator's request
         "key.pruned",

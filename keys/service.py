@@ -49,11 +49,6 @@ class KeyAdministration:
     def _emit(self, type_: str, actor: dict | None, data: dict) -> None:
         self.events.emit(type_, data={**data, **({"actor": actor} if actor else {})})
 
-    def record_created(self, kids: list[str], actor: dict | None = None) -> None:
-        """Keys the ring made by itself (first start, an alg it had no keys for)."""
-        if kids:
-            self._emit("key.created", actor or {"via": "worker start"}, {"kids": kids, "backend": self.ring.backend})
-
     def rotate(self, alg: str, *, actor: dict | None) -> bool:
         """pending → active, active → retired, a new pending. False: another worker rotated it at
         the same moment and nothing changed here (not audited: the winner's rotation is)."""
