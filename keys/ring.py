@@ -358,6 +358,14 @@ class KeyRing:
         self.hsm.check(kid)
         return self.hsm.registry
 
+    def check_hsm(self) -> str:
+        """The token answers and holds every active key that signs in it (the readiness probe)."""
+        assert self.hsm is not None
+        in_token = [s.kid for s in self._view().signing.values() if s.registry is not None]
+        for kid in in_token:
+            self.hsm.check(kid)
+        return f"{len(in_token)} active key(s) in token {self.hsm.token_label!r}"
+
     def invalidate(self) -> None:
         self._cache = None
 

@@ -240,3 +240,47 @@ def test_an_unreachable_or_misconfigured_hsm_refuses_to_start(hsm_world, softhsm
         start(key_backend="database", pkcs11_module="")
     out = run_nixa(["keys", "list"], cli_env(nixa, softhsm) | {"NIXA_PKCS11_TOKEN_LABEL": "elsewhere"})
     assert out.returncode == 2 and "no token labelled 'elsewhere'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_readiness_names_the_token_and_fails_when_a_signing_key_is_gone(softhsm, tmp_path):
+    from idp.app import Nixa, create_app
+
+    with new_database(tmp_path) as url:
+        nixa = Nixa(make_settings(tmp_path, url, new_master_key(), **softhsm.settings()))
+        with TestClient(create_app(nixa.settings, nixa=nixa)) as c:
+            r = c.get("/readyz")
+            assert r.status_code == 200 and r.json()["checks"]["hsm"] == {"ok": True, "detail": f"3 active key(s) in token {softhsm.label!r}"}
+            nixa.hsm.destroy(nixa.keys.active_kid("RS256"))  # someone deleted a key in the token behind NIXA's back
+            r = c.get("/readyz")
+            assert r.status_code == 503 and not r.json()["checks"]["hsm"]["ok"]
+            assert "is not in token" in r.json()["checks"]["hsm"]["detail"]
+        nixa.audit.close()
+        nixa.db.engine.dispose()
+
+
+def test_many_threads_sign_at_once_through_the_token(hsm_world):
+    """Requests run in a thread pool; they share the process's one session, whose operations
+    python-pkcs11 serializes, so no signature comes out mixed up or refused."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    nixa, http = hsm_world
+    jwks = http.get("/jwks").json()
+
+    def sign(i: int) -> str:
+        return nixa.keys.sign({"iss": "x", "n": i}, "ES256")
+
+    with ThreadPoolExecutor(8) as pool:
+        tokens = list(pool.map(sign, range(80)))
+    assert [verified_independently(t, jwks)["n"] for t in tokens] == list(range(80))
+
+
+def test_keys_made_for_a_change_that_fails_are_destroyed_in_the_token(hsm_world):
+    nixa, _ = hsm_world
+    made: list[str] = []
+    before = nixa.hsm.kids()
+    with pytest.raises(RuntimeError, match="the transaction failed"):
+        with nixa.keys._making(made):
+            nixa.keys._new_row("ES256", "pending", made)
+            assert set(made) <= nixa.hsm.kids()
+            raise RuntimeError("the transaction failed")  # e.g. the commit, after the key was generated
+    assert made == [] and nixa.hsm.kids() == before
