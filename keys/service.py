@@ -8,7 +8,7 @@ says what happened in terms an operator and an auditor read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from idp.events import Events
@@ -30,7 +30,7 @@ class KeyInfo:
     retired_at: float | None
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return asdict(self)
 
 
 class KeyAdministration:

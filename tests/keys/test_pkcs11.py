@@ -284,3 +284,20 @@ def test_keys_made_for_a_change_that_fails_are_destroyed_in_the_token(hsm_world)
             assert set(made) <= nixa.hsm.kids()
             raise RuntimeError("the transaction failed")  # e.g. the commit, after the key was generated
     assert made == [] and nixa.hsm.kids() == before
+
+
+def test_a_key_another_process_rotated_in_signs_here(hsm_world, softhsm, monkeypatch):
+    """Workers are processes, each with its own session: an operator's `nixa keys rotate` makes
+    the next pending key in the token, and this worker signs with the key it promoted."""
+    nixa, http = hsm_world
+    monkeypatch.setattr(nixa.keys, "refresh_every", 0)
+    before = {k.kid for k in rows(nixa)}
+    out = run_nixa(["--actor", "operator", "keys", "rotate", "--alg", "ES256"], cli_env(nixa, softhsm))
+    assert out.returncode == 0 and "ES256: rotated" in out.stdout, out.stderr
+    made_elsewhere = next(k.kid for k in rows(nixa) if k.kid not in before)  # the new pending key, made by the other process
+    assert made_elsewhere in nixa.hsm.kids()
+    assert run_nixa(["keys", "rotate", "--alg", "ES256"], cli_env(nixa, softhsm)).returncode == 0  # now it signs
+    assert nixa.keys.active_kid("ES256") == made_elsewhere
+    token = signed_in(http, register_client(nixa))["id_token"]
+    assert json.loads(b64d(token.split(".")[0]))["kid"] == made_elsewhere
+    assert verified_independently(token, http.get("/jwks").json())["iss"] == nixa.settings.issuer
