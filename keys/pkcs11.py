@@ -75,7 +75,7 @@ def _pin_digest(pin: str) -> bytes:
 
 
 class Hsm:
-    """The token NIXA's keys live in: generate, sign, describe, destroy."""
+    """The token NIXA's keys live in: generate, check, sign, destroy."""
 
     def __init__(self, module: str, token_label: str, pin: str, *, algs: tuple[str, ...] = HSM_ALGS) -> None:
         if not module:
@@ -128,7 +128,9 @@ class Hsm:
     def _reconnect(self) -> None:
         """The session died (a network HSM restarted, the token was re-inserted): log in anew."""
         with _SESSIONS_LOCK:
-            _SESSIONS.pop((self.module, self.token_label), None)
+            held = _SESSIONS.get((self.module, self.token_label))
+            if held is not None and held[1] is self._session:  # not one another thread already opened anew
+                del _SESSIONS[(self.module, self.token_label)]
         self._handles.clear()
         self._session = self._login(self._pin_value)
 

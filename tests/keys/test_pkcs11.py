@@ -301,3 +301,13 @@ def test_a_key_another_process_rotated_in_signs_here(hsm_world, softhsm, monkeyp
     token = signed_in(http, register_client(nixa))["id_token"]
     assert json.loads(b64d(token.split(".")[0]))["kid"] == made_elsewhere
     assert verified_independently(token, http.get("/jwks").json())["iss"] == nixa.settings.issuer
+
+
+def test_a_session_that_ends_under_a_worker_is_opened_again(hsm_world):
+    """A network HSM restarting ends the sessions; the next signature logs in anew with the PIN."""
+    nixa, http = hsm_world
+    dead = nixa.hsm._session
+    dead.close()  # the last session of this process: the token logs the process out
+    token = nixa.keys.sign({"iss": "x", "n": 7}, "ES256")
+    assert verified_independently(token, http.get("/jwks").json())["n"] == 7
+    assert nixa.hsm._session is not dead
