@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -206,16 +208,30 @@ def keys_list(as_json: bool = typer.Option(False, "--json", help="One JSON objec
     typer.echo(f"new keys are made in: {nixa.signing_keys.backend}")
 
 
+@contextmanager
+def _key_operation(kid: str = "") -> Iterator[None]:
+    """What a key operation can refuse, said in one line (exit 2): no such key, an unknown alg,
+    an HSM that stopped answering."""
+    from keys.pkcs11 import HsmProblem
+    from keys.service import UnknownKey
+
+    try:
+        yield
+    except UnknownKey:
+        typer.echo(f"nixa: no signing key {kid} (see `nixa keys list`)", err=True)
+        raise typer.Exit(2) from None
+    except (ValueError, HsmProblem) as exc:
+        typer.echo(f"nixa: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
 @keys_app.command("rotate")
 def keys_rotate(alg: list[str] = typer.Option(["ES256", "RS256", "EdDSA"], "--alg")) -> None:
     """pending → active, active → retired (verify-only), a new pending published."""
     nixa = _nixa()
     for a in alg:
-        try:
+        with _key_operation():
             won = nixa.signing_keys.rotate(a, actor=_actor())
-        except ValueError as exc:
-            typer.echo(f"nixa: {exc}", err=True)
-            raise typer.Exit(2) from exc
         typer.echo(f"{a}: {'rotated' if won else 'another worker rotated it at the same time; nothing changed'}")
 
 
@@ -223,21 +239,18 @@ def keys_rotate(alg: list[str] = typer.Option(["ES256", "RS256", "EdDSA"], "--al
 def keys_retire(kid: str) -> None:
     """Stop one key signing: it stays published and verifies what it signed until `nixa keys prune`;
     if it was signing, the published next key takes over."""
-    from keys.service import UnknownKey
-
     nixa = _nixa()
-    try:
+    with _key_operation(kid):
         done = nixa.signing_keys.retire(kid, actor=_actor())
-    except UnknownKey:
-        typer.echo(f"nixa: no signing key {kid} (see `nixa keys list`)", err=True)
-        raise typer.Exit(2) from None
     typer.echo(f"{kid} retired (was {done['state']})" if done["changed"] else f"{kid} was already retired; nothing changed")
 
 
 @keys_app.command("prune")
 def keys_prune() -> None:
     """Remove retired keys once every token they signed has expired (every worker drops them within seconds)."""
-    removed = _nixa().signing_keys.prune(actor=_actor())
+    nixa = _nixa()
+    with _key_operation():
+        removed = nixa.signing_keys.prune(actor=_actor())
     typer.echo(f"removed {len(removed)} retired key(s)")
 
 
@@ -245,14 +258,9 @@ def keys_prune() -> None:
 def keys_revoke(kid: str, reason: str = typer.Option("", "--reason", help="Why (recorded in the audit trail)")) -> None:
     """A compromised key: out of the JWKS and no longer trusted, whatever its state; if it was
     signing, the published next key takes over. Tokens it signed stop verifying."""
-    from keys.service import UnknownKey
-
     nixa = _nixa()
-    try:
+    with _key_operation(kid):
         done = nixa.signing_keys.revoke(kid, actor=_actor(), reason=reason)
-    except UnknownKey:
-        typer.echo(f"nixa: no signing key {kid} (see `nixa keys list`)", err=True)
-        raise typer.Exit(2) from None
     typer.echo(f"{kid} revoked ({done['state']} {done['alg']} key, {done['backend']}); every worker drops it within seconds")
 
 

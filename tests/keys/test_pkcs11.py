@@ -185,6 +185,15 @@ def test_keys_list_names_state_alg_kid_backend_and_times(hsm_world, softhsm):
         assert (k["retired_at"] is not None) == (k["state"] == "retired")
     table = CliRunner().invoke(cli, ["keys", "list"], env=cli_env(nixa, softhsm)).output
     assert "new keys are made in: pkcs11" in table and softhsm.pin not in table
+    assert softhsm.pin not in repr(nixa.settings) and softhsm.pin not in str(nixa.settings)
+
+
+def test_key_commands_refuse_in_one_line(hsm_world, softhsm):
+    nixa, _ = hsm_world
+    for args, said in ((["keys", "rotate", "--alg", "HS256"], "unknown alg HS256"), (["keys", "retire", "es256-none"], "no signing key es256-none"),
+                       (["keys", "revoke", "es256-none"], "no signing key es256-none")):
+        out = CliRunner().invoke(cli, args, env=cli_env(nixa, softhsm))
+        assert out.exit_code == 2 and said in out.output and "Traceback" not in out.output, out.output
 
 
 def run_nixa(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
