@@ -100,14 +100,6 @@ def _actor() -> dict[str, str]:
     return actor
 
 
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValueError as exc:  # a setting that does not parse (a _FILE that cannot be read...): one line, no traceback
-        typer.echo(f"nixa: {exc}", err=True)
-        raise typer.Exit(2) from exc
-
-
 def _nixa(settings: Settings | None = None):  # noqa: ANN202
     """The one way a command opens NIXA, so every command's audit events carry its actor."""
     from idp.app import Nixa
@@ -115,7 +107,7 @@ def _nixa(settings: Settings | None = None):  # noqa: ANN202
     from keys.pkcs11 import HsmProblem
     from keys.sealing import MasterKeyProblem
 
-    settings = settings or _settings()
+    settings = settings or Settings()
     missing = _no_deployment_here(settings)
     if missing:
         typer.echo(f"nixa: {missing}", err=True)
@@ -163,7 +155,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     """Serve NIXA (refuses to start on a schema it does not know, or without its master key)."""
     import uvicorn
 
-    settings = _settings()
+    settings = Settings()
     if workers > 1 and not settings.redis_url:
         # The in-process ephemeral store lives inside one process: pending sign-ins, codes and
         # sessions made by one worker would be unknown to the others.
