@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -12,7 +14,7 @@ import typer
 from idp.settings import Settings
 
 app = typer.Typer(help="NIXA: national identity exchange and authentication", no_args_is_help=True, add_completion=False)
-keys_app = typer.Typer(help="Signing keys and the master key: list, rotate, prune, revoke, rotate-master", no_args_is_help=True)
+keys_app = typer.Typer(help="Signing keys and the master key: list, rotate, retire, revoke, prune, rotate-master", no_args_is_help=True)
 clients_app = typer.Typer(help="Relying parties (OpenID Connect clients)", no_args_is_help=True)
 resources_app = typer.Typer(help="Resource servers: the agency APIs that accept NIXA access tokens (RFC 8707)", no_args_is_help=True)
 users_app = typer.Typer(help="Local accounts for the demo and tests", no_args_is_help=True)
@@ -115,6 +117,7 @@ def _nixa(settings: Settings | None = None):  # noqa: ANN202
     """The one way a command opens NIXA, so every command's audit events carry its actor."""
     from idp.app import Nixa
     from idp.store.db import SchemaMismatch
+    from keys.pkcs11 import HsmProblem
     from keys.sealing import MasterKeyProblem
 
     settings = _with_demo_key(settings or Settings())
@@ -124,7 +127,7 @@ def _nixa(settings: Settings | None = None):  # noqa: ANN202
         raise typer.Exit(2)
     try:
         nixa = Nixa(settings)
-    except (MasterKeyProblem, SchemaMismatch) as exc:  # a refusal to start, said plainly
+    except (MasterKeyProblem, SchemaMismatch, HsmProblem) as exc:  # a refusal to start, said plainly
         typer.echo(f"nixa: {exc}", err=True)
         raise typer.Exit(2) from exc
     nixa.events.actor = _actor()
@@ -191,10 +194,42 @@ def demo(host: str = "127.0.0.1", port: int = 8000, rp_port: int = 8001, tax_por
 # ---- keys --------------------------------------------------------------------------------------
 
 
+def _when(at: float | None) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(at, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if at else "-"
+
+
 @keys_app.command("list")
-def keys_list() -> None:
-    for k in _nixa().keys.describe():
-        typer.echo(f"{k['kid']:32} {k['alg']:6} {k['state']}")
+def keys_list(as_json: bool = typer.Option(False, "--json", help="One JSON object per key")) -> None:
+    """Every signing key: kid, alg, state, backend (database or pkcs11), created, activated, retired (UTC)."""
+    nixa = _nixa()
+    keys = nixa.signing_keys.list()
+    if as_json:
+        for k in keys:
+            typer.echo(json.dumps(k.as_dict()))
+        return
+    typer.echo(f"{'kid':28} {'alg':6} {'state':8} {'backend':8} {'created':20} {'activated':20} retired")
+    for k in keys:
+        typer.echo(f"{k.kid:28} {k.alg:6} {k.state:8} {k.backend:8} {_when(k.created_at):20} {_when(k.activated_at):20} {_when(k.retired_at)}")
+    typer.echo(f"new keys are made in: {nixa.signing_keys.backend}")
+
+
+@contextmanager
+def _key_operation(kid: str = "") -> Iterator[None]:
+    """What a key operation can refuse, said in one line (exit 2): no such key, an unknown alg,
+    an HSM that stopped answering."""
+    from keys.pkcs11 import HsmProblem
+    from keys.service import UnknownKey
+
+    try:
+        yield
+    except UnknownKey:
+        typer.echo(f"nixa: no signing key {kid} (see `nixa keys list`)", err=True)
+        raise typer.Exit(2) from None
+    except (ValueError, HsmProblem) as exc:
+        typer.echo(f"nixa: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 @keys_app.command("rotate")
@@ -202,35 +237,38 @@ def keys_rotate(alg: list[str] = typer.Option(["ES256", "RS256", "EdDSA"], "--al
     """pending → active, active → retired (verify-only), a new pending published."""
     nixa = _nixa()
     for a in alg:
-        won = nixa.keys.rotate(a)
-        if won:
-            nixa.events.emit("key.rotated", data={"alg": a, "active": nixa.keys.active_kid(a)})
+        with _key_operation():
+            won = nixa.signing_keys.rotate(a, actor=_actor())
         typer.echo(f"{a}: {'rotated' if won else 'another worker rotated it at the same time; nothing changed'}")
+
+
+@keys_app.command("retire")
+def keys_retire(kid: str) -> None:
+    """Stop one key signing: it stays published and verifies what it signed until `nixa keys prune`;
+    if it was signing, the published next key takes over."""
+    nixa = _nixa()
+    with _key_operation(kid):
+        done = nixa.signing_keys.retire(kid, actor=_actor())
+    typer.echo(f"{kid} retired (was {done['state']})" if done["changed"] else f"{kid} was already retired; nothing changed")
 
 
 @keys_app.command("prune")
 def keys_prune() -> None:
     """Remove retired keys once every token they signed has expired (every worker drops them within seconds)."""
     nixa = _nixa()
-    removed = nixa.keys.prune()
-    if removed:
-        nixa.events.emit("key.pruned", data={"kids": removed})
+    with _key_operation():
+        removed = nixa.signing_keys.prune(actor=_actor())
     typer.echo(f"removed {len(removed)} retired key(s)")
 
 
 @keys_app.command("revoke")
-def keys_revoke(kid: str) -> None:
+def keys_revoke(kid: str, reason: str = typer.Option("", "--reason", help="Why (recorded in the audit trail)")) -> None:
     """A compromised key: out of the JWKS and no longer trusted, whatever its state; if it was
     signing, the published next key takes over. Tokens it signed stop verifying."""
     nixa = _nixa()
-    revoked = nixa.keys.revoke(kid)
-    if revoked is None:
-        typer.echo(f"nixa: no signing key {kid} (see `nixa keys list`)", err=True)
-        raise typer.Exit(2)
-    if revoked["state"] == "active":
-        revoked["now_active"] = nixa.keys.active_kid(revoked["alg"])
-    nixa.events.emit("key.revoked", data=revoked)
-    typer.echo(f"{kid} revoked ({revoked['state']} {revoked['alg']} key); every worker drops it within seconds")
+    with _key_operation(kid):
+        done = nixa.signing_keys.revoke(kid, actor=_actor(), reason=reason)
+    typer.echo(f"{kid} revoked ({done['state']} {done['alg']} key, {done['backend']}); every worker drops it within seconds")
 
 
 @keys_app.command("rotate-master")

@@ -30,7 +30,9 @@ from idp.store.db import Database, check_schema
 from idp.store.ephemeral import EphemeralStore, open_store
 from idp.store.throttle import Throttle
 from idp.store.models import Consent, Grant
+from keys.pkcs11 import Hsm
 from keys.ring import KeyRing
+from keys.service import KeyAdministration
 from keys.sealing import MasterKey, Sealer
 from keys.stable import StableSecrets
 
@@ -54,7 +56,11 @@ class Nixa:
         self.sealer = Sealer(self.db, self.master, previous, clock=clock)  # keys/sealing.py: every secret at rest
         self.events = Events()
         longest = max(settings.access_token_ttl, settings.id_token_ttl)
-        self.keys = KeyRing(self.db, self.sealer, retire_after=longest + settings.key_retire_grace, clock=clock)
+        # The HSM, when configured, is reached (and the PIN checked) before anything else uses keys.
+        self.hsm = Hsm(settings.pkcs11_module, settings.pkcs11_token_label, settings.pkcs11_pin) \
+            if settings.key_backend == "pkcs11" or settings.pkcs11_module else None
+        self.keys = KeyRing(self.db, self.sealer, retire_after=longest + settings.key_retire_grace, clock=clock,
+                            backend=settings.key_backend, hsm=self.hsm)
         # Open every stored key first: a wrong master key is refused before it is registered or
         # anything is derived from it.
         self.keys.jwks()
@@ -67,6 +73,7 @@ class Nixa:
         self.audit = AuditLog(self.db, AuditKeys.from_settings(settings.audit_key, settings.audit_previous_keys, self.master),
                               checkpoints)
         self.events.subscribe(self.audit.append)
+        self.signing_keys = KeyAdministration(self.keys, self.events)  # keys/service.py: the CLI's and admin API's key operations
         # URLs clients and upstream providers choose are fetched under one policy (safe_fetch.py).
         self.fetch_policy = FetchPolicy.allowing(settings.fetch_allowed_networks, loopback=settings.demo)
         self.outbound = ResilientHttp(name="client metadata", policy=self.fetch_policy, max_bytes=MAX_DOCUMENT_BYTES,

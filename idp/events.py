@@ -51,6 +51,7 @@ EVENT_TYPES = frozenset(
         "resource.changed",  # a resource server (agency API) registered, changed or removed
         "introspection.refused",  # a client asked about a token that is neither its own nor for its API
         "key.rotated",
+        "key.retired",  # one key made verify-only at an operator's request
         "key.pruned",
         "key.revoked",  # a compromised signing key removed at once (nixa keys revoke)
         "master_key.rotated",  # every sealed secret re-sealed under a new master key version

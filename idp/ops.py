@@ -259,6 +259,8 @@ def readiness(nixa: Any) -> dict[str, dict[str, Any]]:
         return "ok"
 
     check("key_ring", key_ring)
+    if nixa.hsm is not None:
+        check("hsm", nixa.keys.check_hsm)  # a token gone away fails readiness, not every sign-in
     return out
 
 

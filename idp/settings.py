@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Literal
 
 import os
 
@@ -16,7 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 # Secret settings may come from a file instead (Docker and Kubernetes secrets): NIXA_<NAME>_FILE.
-SECRET_SETTINGS = ("master_key", "previous_master_key", "new_master_key", "database_url", "redis_url", "audit_key", "audit_previous_keys")
+SECRET_SETTINGS = ("master_key", "previous_master_key", "new_master_key", "database_url", "redis_url", "audit_key", "audit_previous_keys",
+                   "pkcs11_pin")
 
 
 class Settings(BaseSettings):
@@ -83,6 +85,13 @@ class Settings(BaseSettings):
     geoip_database: str = Field("", description="A MaxMind-format city database (.mmdb: GeoLite2-City, GeoIP2-City or a national "
                                 "one) for the approximate place of each session on the account page; empty: only the kind of network.")
     key_retire_grace: int = Field(3600, description="Extra time a retired key stays published after its last token expired.")
+    key_backend: Literal["database", "pkcs11"] = Field(
+        "database",
+        description="Where new signing keys are made: database (sealed under the master key) or pkcs11 (generated inside the HSM, never extractable). Existing keys stay where they are until rotated out.",
+    )
+    pkcs11_module: str = Field("", description="The HSM's PKCS#11 library (.so), e.g. SoftHSM2's libsofthsm2.so. Set whenever a signing key lives in the HSM.")
+    pkcs11_token_label: str = Field("", description="Label of the HSM token that holds NIXA's signing keys.")
+    pkcs11_pin: str = Field("", repr=False, description="User PIN of that token (or NIXA_PKCS11_PIN_FILE); never logged. A wrong PIN is a refusal to start.")
 
     default_signing_alg: str = Field("ES256", description="ID token / access token alg when a client names none.")
     cookie_secure: bool | None = Field(None, description="Secure cookies; default: on when the issuer is https.")

@@ -8,30 +8,39 @@ Rotation is race-safe across workers: it bumps `key_ring_state.generation` with 
 compare-and-set; of two workers rotating at once exactly one wins, the other changes nothing.
 Every change to the set of keys (rotate, prune, revoke) bumps the generation, which is how
 other workers learn within seconds to stop publishing and trusting a removed key.
-Private keys are sealed under the KEK (keys/sealing.py), bound to their row.
+Private keys are sealed under the KEK (keys/sealing.py), bound to their row, or generated and
+kept inside a PKCS#11 HSM (keys/pkcs11.py): each row names its backend, so a deployment moving
+to the HSM keeps verifying its older keys while the new ones sign in the token.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
+from joserfc.jws import JWSRegistry
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from idp.store.db import Database
 from idp.store.models import KeyRingState, SigningKey
+from keys.pkcs11 import Hsm, HsmProblem
 from keys.sealing import MasterKey, Sealer, place  # noqa: F401  MasterKey: re-exported for older imports
 
+log = logging.getLogger("nixa")
+
 SUPPORTED_ALGS = ("ES256", "RS256", "EdDSA")
+BACKENDS = ("database", "pkcs11")
 
 
 def _generate(alg: str, kid: str) -> ECKey | RSAKey | OKPKey:
@@ -45,10 +54,24 @@ def _generate(alg: str, kid: str) -> ECKey | RSAKey | OKPKey:
     raise ValueError(f"unsupported alg {alg}")
 
 
-def _import(alg: str, pem: bytes, kid: str) -> ECKey | RSAKey | OKPKey:
+def _import(alg: str, material: bytes | dict, kid: str) -> ECKey | RSAKey | OKPKey:
+    """A private key from its PEM, or a public one from its JWK."""
     params = {"kid": kid, "alg": alg, "use": "sig"}
     cls = {"ES256": ECKey, "RS256": RSAKey, "EdDSA": OKPKey}[alg]
-    return cls.import_key(pem, parameters=params)
+    return cls.import_key(material, parameters=params)
+
+
+@dataclass(frozen=True)
+class _Signer:
+    """The active key of an alg: a joserfc private key (database), or the public key with a
+    registry whose algorithm signs inside the HSM."""
+
+    key: ECKey | RSAKey | OKPKey
+    registry: JWSRegistry | None = None
+
+    @property
+    def kid(self) -> str:
+        return self.key.kid
 
 
 def _aad(kid: str) -> str:
@@ -59,7 +82,7 @@ def _aad(kid: str) -> str:
 class _Cache:
     generation: int
     checked_at: float
-    signing: dict[str, Any]
+    signing: dict[str, _Signer]
     verify_set: KeySet
     jwks: dict
     jwks_body: bytes = b""  # the JWKS encoded once per generation, and its ETag
@@ -76,9 +99,17 @@ class KeyRing:
         retire_after: float = 3600,
         clock: Callable[[], float] = time.time,
         refresh_every: float = 5.0,
+        backend: str = "database",
+        hsm: Hsm | None = None,
     ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown key backend {backend!r} (one of {', '.join(BACKENDS)})")
+        if backend == "pkcs11" and hsm is None:
+            raise HsmProblem("the pkcs11 key backend needs the HSM (NIXA_PKCS11_MODULE, NIXA_PKCS11_TOKEN_LABEL, NIXA_PKCS11_PIN)")
         self.db = db
         self.sealer = sealer
+        self.backend = backend  # where new keys are made; existing ones stay where they are
+        self.hsm = hsm
         self.algs = algs
         self.retire_after = retire_after  # longest token lifetime + grace
         self.clock = clock
@@ -88,10 +119,11 @@ class KeyRing:
 
     # ---- lifecycle -----------------------------------------------------------------
 
-    def ensure(self) -> None:
-        """Make sure every alg has an active and a pending key (first start, new alg)."""
+    def ensure(self) -> list[str]:
+        """Make sure every alg has an active and a pending key (first start, new alg); the kids made."""
+        made: list[str] = []
         for alg in self.algs:
-            with self.db.session() as s:
+            with self._making(made), self.db.session() as s:
                 state = s.get(KeyRingState, alg)
                 if state is None:
                     s.add(KeyRingState(alg=alg, generation=0, rotated_at=self.clock()))
@@ -99,28 +131,61 @@ class KeyRing:
                         s.flush()
                     except Exception:
                         s.rollback()
-                        continue  # another worker made it
-                    s.add(self._new_row(alg, "active"))
-                    s.add(self._new_row(alg, "pending"))
+                        continue  # another worker made it (before any key was generated)
+                    s.add(self._new_row(alg, "active", made))
+                    s.add(self._new_row(alg, "pending", made))
         self._cache = None
+        return made
 
-    def _new_row(self, alg: str, state: str) -> SigningKey:
+    @contextmanager
+    def _making(self, made: list[str]) -> Iterator[None]:
+        """Keys generated in the HSM for a transaction that then fails are destroyed again: a
+        worker that loses a race leaves nothing behind in the token."""
+        before = len(made)
+        try:
+            yield
+        except BaseException:
+            self._destroy_in_hsm(made[before:])
+            del made[before:]
+            raise
+
+    def _new_row(self, alg: str, state: str, made: list[str]) -> SigningKey:
         kid = f"{alg.lower()}-{secrets.token_urlsafe(9)}"
-        key = _generate(alg, kid)
         now = self.clock()
+        if self.backend == "pkcs11":
+            assert self.hsm is not None
+            public_jwk, private_enc = self.hsm.generate(alg, kid), b""  # the private half never leaves the token
+        else:
+            key = _generate(alg, kid)
+            public_jwk, private_enc = key.as_dict(private=False), self.sealer.seal(key.as_pem(private=True), _aad(kid))
+        made.append(kid)
         return SigningKey(
             kid=kid,
             alg=alg,
             state=state,
-            private_enc=self.sealer.seal(key.as_pem(private=True), _aad(kid)),
-            public_jwk=key.as_dict(private=False),
+            backend=self.backend,
+            private_enc=private_enc,
+            public_jwk=public_jwk,
             created_at=now,
             activated_at=now if state == "active" else None,
         )
 
+    def _destroy_in_hsm(self, kids: list[str]) -> None:
+        """After the rows are gone (or never were): the token's copies go too. A failure here
+        leaves an unused object in the token, never a key NIXA publishes or trusts."""
+        if not kids or self.hsm is None:
+            return
+        for kid in kids:
+            try:
+                self.hsm.destroy(kid)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("signing key %s could not be destroyed in the HSM (%s); it is unused: remove it by hand", kid,
+                            type(exc).__name__)
+
     def rotate(self, alg: str) -> bool:
         """pending → active, active → retired, a new pending. False if another worker won."""
-        with self.db.session() as s:
+        made: list[str] = []
+        with self._making(made), self.db.session() as s:
             state = s.get(KeyRingState, alg)
             if state is None:
                 raise ValueError(f"no key ring for {alg}; run ensure() first")
@@ -137,21 +202,26 @@ class KeyRing:
             s.execute(
                 update(SigningKey).where(SigningKey.alg == alg, SigningKey.state == "active").values(state="retired", retired_at=now)
             )
-            self._promote_pending(s, alg, now)
+            dropped = self._promote_pending(s, alg, now, made)
+        self._destroy_in_hsm(dropped)
         self._cache = None
         return True
 
-    def _promote_pending(self, s: Session, alg: str, now: float) -> None:
+    def _promote_pending(self, s: Session, alg: str, now: float, made: list[str]) -> list[str]:
         """The published next key starts signing (relying parties have it already); a new one is
-        published behind it."""
+        published behind it. The kids of HSM keys dropped (extra pending ones), to destroy after commit."""
         pending = s.scalars(select(SigningKey).where(SigningKey.alg == alg, SigningKey.state == "pending")).all()
+        dropped = []
         if pending:
             s.execute(update(SigningKey).where(SigningKey.kid == pending[0].kid).values(state="active", activated_at=now))
             for extra in pending[1:]:
+                if extra.backend == "pkcs11":
+                    dropped.append(extra.kid)
                 s.delete(extra)
         else:
-            s.add(self._new_row(alg, "active"))
-        s.add(self._new_row(alg, "pending"))
+            s.add(self._new_row(alg, "active", made))
+        s.add(self._new_row(alg, "pending", made))
+        return dropped
 
     @staticmethod
     def _bump(s: Session, alg: str) -> None:
@@ -165,36 +235,64 @@ class KeyRing:
         with self.db.session() as s:
             old = s.scalars(select(SigningKey).where(SigningKey.state == "retired", SigningKey.retired_at < limit)).all()
             kids = [k.kid for k in old]
+            in_hsm = [k.kid for k in old if k.backend == "pkcs11"]
             for alg in sorted({k.alg for k in old}):
                 self._bump(s, alg)
             for k in old:
                 s.delete(k)
+        self._destroy_in_hsm(in_hsm)
         self._cache = None
         return kids
 
     def revoke(self, kid: str) -> dict | None:
         """A compromised key: deleted now, whatever its state, so no worker publishes it or
         verifies a token signed by it once it re-reads the generation. If it was signing, the
-        pending key takes over at once. None when there is no such key."""
-        with self.db.session() as s:
+        pending key takes over at once. None when there is no such key (or another worker
+        revoked it meanwhile). In the HSM, its objects are destroyed."""
+        done = self._leave(kid, lambda state: delete(SigningKey).where(SigningKey.kid == kid))
+        if done is None or not done["changed"]:
+            return None
+        if done["backend"] == "pkcs11":
+            self._destroy_in_hsm([kid])
+        return done
+
+    def retire(self, kid: str) -> dict | None:
+        """Stop a key signing (or, pending, ever signing) while it still verifies what it signed,
+        until prune removes it. An active key hands over to the published pending one. Of two
+        workers retiring the same key at once one does it; the other is told it was already
+        retired ("changed": False). None when there is no such key."""
+        return self._leave(kid, lambda state: None if state == "retired" else update(SigningKey).where(
+            SigningKey.kid == kid, SigningKey.state == state).values(state="retired", retired_at=self.clock()))
+
+    def _leave(self, kid: str, statement: Callable[[str], Any]) -> dict | None:
+        """One key leaves its place by `statement(its state)` (None: nothing to do), under the
+        ring's row lock; if it was active or pending, the next one takes its place."""
+        made: list[str] = []
+        dropped: list[str] = []
+        with self._making(made), self.db.session() as s:
             row = s.get(SigningKey, kid)
             if row is None:
                 return None
-            alg, state = row.alg, row.state
-            self._bump(s, alg)  # first: holds the ring's row, so a rotation at the same time waits, then loses its compare-and-set
-            if s.execute(delete(SigningKey).where(SigningKey.kid == kid)).rowcount != 1:
+            done = {"kid": kid, "alg": row.alg, "state": row.state, "backend": row.backend, "changed": False, "made": made}
+            change = statement(row.state)
+            if change is None:
+                return done
+            self._bump(s, row.alg)  # first: holds the ring's row, so a rotation at the same time waits, then loses its compare-and-set
+            if s.execute(change).rowcount != 1:
                 s.rollback()
-                return None  # revoked by someone else meanwhile
-            if state == "active":
-                self._promote_pending(s, alg, self.clock())
-            elif state == "pending":
-                s.add(self._new_row(alg, "pending"))
+                return done  # someone else did it meanwhile
+            if done["state"] == "active":
+                dropped = self._promote_pending(s, done["alg"], self.clock(), made)
+            elif done["state"] == "pending":
+                s.add(self._new_row(done["alg"], "pending", made))
+            done["changed"] = True
+        self._destroy_in_hsm(dropped)
         self._cache = None
-        return {"kid": kid, "alg": alg, "state": state}
+        return done
 
     def reseal(self, s: Session, sealer: Sealer) -> int:
         """Re-seal every private key under the sealer's KEK version (master-key rotation)."""
-        rows = s.scalars(select(SigningKey)).all()
+        rows = s.scalars(select(SigningKey).where(SigningKey.backend == "database")).all()  # HSM keys are not sealed here
         for r in rows:
             r.private_enc = sealer.reseal(r.private_enc, _aad(r.kid), legacy_aad=r.kid)
         return len(rows)
@@ -203,7 +301,8 @@ class KeyRing:
         with self.db.session() as s:
             rows = s.scalars(select(SigningKey).order_by(SigningKey.alg, SigningKey.created_at)).all()
             return [
-                {"kid": r.kid, "alg": r.alg, "state": r.state, "created_at": r.created_at, "retired_at": r.retired_at}
+                {"kid": r.kid, "alg": r.alg, "state": r.state, "backend": r.backend, "created_at": r.created_at,
+                 "activated_at": r.activated_at, "retired_at": r.retired_at}
                 for r in rows
             ]
 
@@ -232,19 +331,40 @@ class KeyRing:
     def _load(self, generation: int) -> _Cache:
         with self.db.session() as s:
             rows = s.scalars(select(SigningKey).order_by(SigningKey.created_at)).all()
-        signing: dict[str, Any] = {}
+        signing: dict[str, _Signer] = {}
         published = []
         verify_keys = []
         for r in rows:
-            key = _import(r.alg, self.sealer.open(r.private_enc, _aad(r.kid), legacy_aad=r.kid), r.kid)
-            if r.state == "active":
-                signing[r.alg] = key
+            if r.backend == "pkcs11":
+                key = _import(r.alg, r.public_jwk, r.kid)  # verifying needs the public half only
+                if r.state == "active":
+                    signing[r.alg] = _Signer(key, self._hsm_for(r.kid))
+            else:
+                key = _import(r.alg, self.sealer.open(r.private_enc, _aad(r.kid), legacy_aad=r.kid), r.kid)
+                if r.state == "active":
+                    signing[r.alg] = _Signer(key)
             published.append({**r.public_jwk, "kid": r.kid, "alg": r.alg, "use": "sig"})
             if r.state in ("active", "retired"):
                 verify_keys.append(key)
         body = json.dumps({"keys": published}, separators=(",", ":")).encode()
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
         return _Cache(generation, time.monotonic(), signing, KeySet(verify_keys), {"keys": published}, body, etag)
+
+    def _hsm_for(self, kid: str) -> JWSRegistry:
+        """The registry that signs with this active key in the HSM, once the token has it."""
+        if self.hsm is None:
+            raise HsmProblem(f"the active signing key {kid} lives in an HSM: set NIXA_PKCS11_MODULE, NIXA_PKCS11_TOKEN_LABEL "
+                             "and NIXA_PKCS11_PIN (rotate twice with the HSM reachable to move the signing keys back into the database)")
+        self.hsm.check(kid)
+        return self.hsm.registry
+
+    def check_hsm(self) -> str:
+        """The token answers and holds every active key that signs in it (the readiness probe)."""
+        assert self.hsm is not None
+        in_token = [s.kid for s in self._view().signing.values() if s.registry is not None]
+        for kid in in_token:
+            self.hsm.check(kid)
+        return f"{len(in_token)} active key(s) in token {self.hsm.token_label!r}"
 
     def invalidate(self) -> None:
         self._cache = None
@@ -271,10 +391,10 @@ class KeyRing:
 
     def sign(self, claims: dict, alg: str = "ES256", typ: str = "JWT") -> str:
         view = self._view()
-        key = view.signing.get(alg)
-        if key is None:
+        signer = view.signing.get(alg)
+        if signer is None:
             raise ValueError(f"no active signing key for {alg}")
-        return jwt.encode({"alg": alg, "kid": key.kid, "typ": typ}, claims, key, algorithms=[alg])
+        return jwt.encode({"alg": alg, "kid": signer.kid, "typ": typ}, claims, signer.key, algorithms=[alg], registry=signer.registry)
 
     def verify(self, token: str, algs: tuple[str, ...] | None = None) -> jwt.Token:
         """Signature check against active and retired keys only; claims are the caller's job.

@@ -153,6 +153,9 @@ class SigningKey(Base):
     kid: Mapped[str] = mapped_column(String(64), primary_key=True)
     alg: Mapped[str] = mapped_column(String(16), index=True)
     state: Mapped[str] = mapped_column(String(16))  # pending | active | retired
+    # database: private_enc holds the sealed private key; pkcs11: it is empty, the private key
+    # lives in the HSM token under this kid (keys/pkcs11.py)
+    backend: Mapped[str] = mapped_column(String(16), default="database", server_default="database")
     private_enc: Mapped[bytes] = mapped_column(LargeBinary)
     public_jwk: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[float] = mapped_column(Float, default=now)

@@ -133,7 +133,7 @@ def test_keys_rotate_and_list(run, nixa):
     r = run("keys", "list")
     assert r.exit_code == 0
     line = next(ln for ln in r.output.splitlines() if ln.startswith(before))
-    assert line.split()[-1] == "retired"
+    assert line.split()[2] == "retired"  # kid, alg, state, backend, created, activated, retired
     r = run("keys", "prune")
     assert r.exit_code == 0 and "removed" in r.output
 
