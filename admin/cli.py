@@ -355,10 +355,18 @@ def clients_list(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @clients_app.command("rotate-secret")
-def clients_rotate_secret(client_id: str) -> None:
+def clients_rotate_secret(client_id: str, overlap: int = typer.Option(0, "--overlap", min=0, max=30 * 86400,
+                                                                     help="Seconds the current secret stays valid beside the new one")) -> None:
+    from idp.oidc.clients import InvalidClientMetadata
+
     nixa = _nixa()
-    secret = nixa.clients.rotate_secret(client_id)
-    nixa.events.emit("client.changed", client_id=client_id, data={"secret_rotated": True})
+    _existing_client(nixa, client_id)
+    try:
+        secret, _ = nixa.clients.rotate_secret(client_id, overlap)
+    except InvalidClientMetadata as exc:
+        typer.echo(f"nixa: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    nixa.events.emit("client.changed", client_id=client_id, data={"secret_rotated": True, "overlap": overlap})
     typer.echo(f"client_secret={secret}  (shown once)")
 
 
