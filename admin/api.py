@@ -265,11 +265,11 @@ def create_admin_api(nixa: Any) -> FastAPI:
 
     @api.post("/clients/{client_id}/disable", response_model=AppView, tags=["agency apps"])
     def disable_client(admin: ChangesApps, client_id: ClientId) -> Any:
-        return apps.set_disabled(admin.actor(), client_id, True)
+        return apps.set_disabled(admin.actor(), client_id, True)[0]
 
     @api.post("/clients/{client_id}/enable", response_model=AppView, tags=["agency apps"])
     def enable_client(admin: ChangesApps, client_id: ClientId) -> Any:
-        return apps.set_disabled(admin.actor(), client_id, False)
+        return apps.set_disabled(admin.actor(), client_id, False)[0]
 
     @api.delete("/clients/{client_id}", response_model=Deleted, tags=["agency apps"])
     def delete_client(admin: ChangesApps, client_id: ClientId) -> Any:

@@ -98,15 +98,16 @@ class AgencyApps:
                **({"reason": f"sector moved {moved[0]} -> {moved[1]}"} if moved else {}))
         return after
 
-    def set_disabled(self, actor: dict[str, Any], client_id: str, disabled: bool) -> dict[str, Any]:
-        """Disabling stops the app at once: no sign-in, no token, and its grants are revoked."""
+    def set_disabled(self, actor: dict[str, Any], client_id: str, disabled: bool) -> tuple[dict[str, Any], int]:
+        """Disabling stops the app at once: no sign-in, no token, and its grants are revoked.
+        Returns the app and how many grants were revoked."""
         before = self._changeable(client_id)
         self.nixa.clients.set_disabled(client_id, disabled)
         revoked = self.nixa.tokens.revoke_client(client_id, "client_disabled") if disabled else 0
         after = self.get(client_id)
         record(self.nixa, actor, "client.disable" if disabled else "client.enable", client_id,
                before={"disabled": before["disabled"]}, after={"disabled": disabled, "grants_revoked": revoked}, client_id=client_id)
-        return after
+        return after, revoked
 
     def delete(self, actor: dict[str, Any], client_id: str) -> int:
         before = self._changeable(client_id)
