@@ -420,7 +420,9 @@ def _errors(api: FastAPI) -> None:
     @api.exception_handler(AdminAuthError)
     async def _auth(request: Request, exc: AdminAuthError) -> Response:
         # RFC 6750 §3: the challenge names the error; RFC 9470 adds the level needed.
-        challenge = f'Bearer realm="nixa-admin", error="{exc.error}"'
+        # RFC 6750 §3.1: a request without any token gets the bare challenge, no error code.
+        bare = "authorization" not in request.headers
+        challenge = 'Bearer realm="nixa-admin"' + ("" if bare else f', error="{exc.error}"')
         if exc.error == "insufficient_user_authentication":
             from admin.auth import MINIMUM_LEVEL
 

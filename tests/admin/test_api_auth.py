@@ -35,7 +35,8 @@ def test_a_console_sign_in_at_substantial_gives_a_working_admin_token(http, app,
                                            ("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", "Bearer")])
 def test_no_or_malformed_token_is_401(http, token, scheme):  # noqa: ANN001
     r = _me(http, token, scheme)
-    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer"), r.text
+    assert r.status_code == 401 and r.headers["www-authenticate"].startswith('Bearer realm="nixa-admin"'), r.text
+    assert ("error=" in r.headers["www-authenticate"]) == (token is not None)  # RFC 6750 §3.1: no token, no error code
     assert r.json()["error"] in ("invalid_token", "invalid_request")
 
 

@@ -85,3 +85,7 @@ def test_the_registration_access_token_manages_its_own_client_only(http, admin):
     assert http.delete(uri, headers=auth).status_code == 204
     assert http.get(uri, headers=auth).status_code == 401  # gone
     assert http.get(f"/admin/api/clients/{one['client_id']}", headers=admin.headers()).status_code == 404
+
+
+def test_discovery_names_the_registration_endpoint(http):  # noqa: ANN001
+    assert http.get("/.well-known/openid-configuration").json()["registration_endpoint"] == "http://testserver/register"
