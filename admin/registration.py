@@ -62,6 +62,12 @@ def _error(status: int, error: str, description: str) -> JSONResponse:
     return JSONResponse({"error": error, "error_description": description}, status_code=status, headers=headers)
 
 
+def _ip(request: Request) -> str | None:
+    from idp.oidc.endpoints import client_ip
+
+    return client_ip(request, request.app.state.nixa)
+
+
 def _bearer(request: Request) -> str | None:
     scheme, _, value = (request.headers.get("authorization") or "").partition(" ")
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
@@ -110,6 +116,7 @@ async def register(request: Request) -> Response:
     from starlette.concurrency import run_in_threadpool
 
     nixa = request.app.state.nixa
+    ip = _ip(request)
     try:
         raw = await _metadata(request)
         label = await run_in_threadpool(InitialAccessTokens(nixa).spend, _bearer(request) or "")
@@ -118,7 +125,7 @@ async def register(request: Request) -> Response:
 
         def create() -> tuple[dict[str, Any], str | None, str]:
             md = {**raw, "client_id": f"dcr-{secrets.token_urlsafe(12)}"}
-            view, secret = AgencyApps(nixa).create({"via": "registration", "initial_access_token": label}, md)
+            view, secret = AgencyApps(nixa).create({"via": "registration", "initial_access_token": label, "ip": ip}, md)
             return view, secret, _set_registration_token(nixa, view["client_id"])
 
         view, secret, token = await run_in_threadpool(create)
@@ -146,7 +153,7 @@ async def manage(request: Request, client_id: str) -> Response:
     from starlette.concurrency import run_in_threadpool
 
     nixa = request.app.state.nixa
-    actor = {"via": "registration", "client_id": client_id}
+    actor = {"via": "registration", "client_id": client_id, "ip": _ip(request)}
     try:
         raw = await _metadata(request) if request.method == "PUT" else None
         view = await run_in_threadpool(_registered, nixa, request, client_id)

@@ -44,7 +44,7 @@ def test_registration_with_an_initial_token_gives_a_working_client(http, browser
     assert code_flow(browser, http, client, make_citizen(nixa))["id_token"]
     assert register(http, token).status_code == 401  # one use only
     created = [e.data for e in events_for(nixa, type="admin.changed", client_id=body["client_id"])][0]
-    assert created["actor"] == {"via": "registration", "initial_access_token": "Sở Tư pháp (sandbox)"}
+    assert created["actor"] == {"via": "registration", "initial_access_token": "Sở Tư pháp (sandbox)", "ip": "testclient"}
     assert body["client_secret"] not in str(created) and body["registration_access_token"] not in str(created)
 
 
