@@ -50,6 +50,7 @@ except ImportError:
 _mount_optional("connectors.population.cli", "registry", "Population registry sandbox data")
 _mount_optional("admin.synthetic", "synthetic", "Synthetic Persons at national scale (benchmarks, capacity tests)")
 _mount_optional("admin.docs", "docs", "The integration docs in docs/: generate the parts made from the code")
+_mount_optional("admin.commands", "admin", "Administration: roles, agency apps, people and incidents, audit")
 
 
 class _Invocation:
@@ -357,43 +358,47 @@ def clients_import(file: Path, force: bool = typer.Option(False, "--force", help
         typer.echo(line)
 
 
-def _existing_client(nixa, client_id: str) -> None:  # noqa: ANN001
-    if not any(c.client_id == client_id for c in nixa.clients.all()):
-        typer.echo(f"nixa: no client {client_id!r}", err=True)
-        raise typer.Exit(2)
+def _apps():  # noqa: ANN202
+    """The agency-app operations of the admin API (admin/apps.py), with this command's actor."""
+    from admin.apps import AgencyApps
+
+    return AgencyApps(_nixa()), _actor()
+
+
+def _app_operation(client_id: str, fn, *args):  # noqa: ANN001, ANN002, ANN202
+    from admin.service import AdminRefused
+
+    try:
+        return fn(*args)
+    except AdminRefused as exc:
+        typer.echo(f"nixa: {f'no client {client_id!r}' if exc.status == 404 else exc.description}", err=True)
+        raise typer.Exit(2) from exc
 
 
 @clients_app.command("disable")
 def clients_disable(client_id: str) -> None:
     """Stop a client at once: it can no longer sign anyone in or get tokens, and its grants are revoked."""
-    nixa = _nixa()
-    _existing_client(nixa, client_id)
-    nixa.clients.set_disabled(client_id, True)
-    revoked = nixa.tokens.revoke_client(client_id, "client_disabled")
-    nixa.events.emit("client.changed", client_id=client_id, data={"disabled": True, "grants_revoked": revoked, "source": "cli"})
+    apps, actor = _apps()
+    _, revoked = _app_operation(client_id, apps.set_disabled, actor, client_id, True)
     typer.echo(f"disabled {client_id} ({revoked} grant(s) revoked)")
 
 
 @clients_app.command("enable")
 def clients_enable(client_id: str) -> None:
     """Let a disabled client work again (people sign in anew: its old grants stay revoked)."""
-    nixa = _nixa()
-    _existing_client(nixa, client_id)
-    nixa.clients.set_disabled(client_id, False)
-    nixa.events.emit("client.changed", client_id=client_id, data={"disabled": False, "source": "cli"})
+    apps, actor = _apps()
+    _app_operation(client_id, apps.set_disabled, actor, client_id, False)
     typer.echo(f"enabled {client_id}")
 
 
 @clients_app.command("delete")
 def clients_delete(client_id: str, yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation")) -> None:
     """Delete a client with its consents and resource-server registration; its grants are revoked."""
-    nixa = _nixa()
-    _existing_client(nixa, client_id)
+    apps, actor = _apps()
+    _app_operation(client_id, apps.get, client_id)
     if not yes and not typer.confirm(f"Delete {client_id} and its consents? This cannot be undone"):
         raise typer.Exit(1)
-    revoked = nixa.tokens.revoke_client(client_id, "client_deleted")
-    nixa.clients.delete(client_id)
-    nixa.events.emit("client.deleted", client_id=client_id, data={"grants_revoked": revoked, "source": "cli"})
+    revoked = _app_operation(client_id, apps.delete, actor, client_id)
     typer.echo(f"deleted {client_id} ({revoked} grant(s) revoked)")
 
 
@@ -408,10 +413,10 @@ def clients_list(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @clients_app.command("rotate-secret")
-def clients_rotate_secret(client_id: str) -> None:
-    nixa = _nixa()
-    secret = nixa.clients.rotate_secret(client_id)
-    nixa.events.emit("client.changed", client_id=client_id, data={"secret_rotated": True})
+def clients_rotate_secret(client_id: str, overlap: int = typer.Option(0, "--overlap", min=0, max=30 * 86400,
+                                                                     help="Seconds the current secret stays valid beside the new one")) -> None:
+    apps, actor = _apps()
+    secret, _ = _app_operation(client_id, apps.rotate_secret, actor, client_id, overlap)
     typer.echo(f"client_secret={secret}  (shown once)")
 
 

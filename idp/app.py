@@ -281,6 +281,14 @@ def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) ->
         from idp.demo.sandbox import router as sandbox_router
 
         app.include_router(sandbox_router)
+    # The admin API (its own OpenAPI document) and dynamic client registration (admin/).
+    from admin.api import create_admin_api
+    from admin.auth import API_PATH, register_admin_resource
+    from admin.registration import router as registration_router
+
+    register_admin_resource(nixa)
+    app.include_router(registration_router)
+    app.mount(API_PATH, create_admin_api(nixa))
     app.add_middleware(SecurityHeaders, hsts=nixa.settings.issuer.startswith("https://"))
     from pathlib import Path
 

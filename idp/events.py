@@ -78,11 +78,18 @@ EVENT_TYPES = frozenset(
         "notification.failed",
         "person.created",
         "connector.changed",
-        "admin.changed",
+        "admin.changed",  # an operator changed something (admin/): actor, what, before, after, reason
+        "admin.viewed",  # an operator looked at a person's data or searched for people (admin/people.py)
         "request.rejected",
         "fetch.refused",  # a client- or upstream-supplied URL pointed where NIXA does not fetch (SSRF)
     }
 )
+
+# Support actions on a person (admin/people.py) are shown to them in their access log, as done
+# through the admin console: these events carry data["support"] = {"action", "reason"}.
+ADMIN_CONSOLE_CLIENT_ID = "nixa-admin-console"
+SUPPORT_EVENTS = frozenset({"admin.changed", "admin.viewed"})
+
 
 @dataclass(frozen=True)
 class Event:
@@ -182,6 +189,11 @@ class AuditLog:
                             channel=str(event.data.get("channel", "")),
                         )
                     )
+                elif event.type in SUPPORT_EVENTS and event.person_id and isinstance(event.data.get("support"), dict):
+                    support = event.data["support"]
+                    s.add(AccessLogEntry(person_id=event.person_id, client_id=ADMIN_CONSOLE_CLIENT_ID, at=event.at,
+                                         claims=[f"support_{support.get('action')}", str(support.get("reason", ""))[:500]],
+                                         channel="support"))
             if tail is not None and tail.type != CHECKPOINT_TYPE:
                 s.flush()  # the ids of this batch
                 self._checkpoint_if_due(s, tail, force_checkpoint)

@@ -136,6 +136,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"{info.field_name}: {entry!r} is not an address or CIDR range") from None
         return [entry.strip() for entry in value]
 
+    admin_console_redirect_uris: list[str] = Field(
+        default_factory=list,
+        description="Redirect URIs of the admin console client (nixa-admin-console), registered at startup with the admin API as its resource; empty: ISSUER/admin/console/callback.",
+    )
+    registration_token_ttl: int = Field(7 * 86400, description="Lifetime of an initial access token for dynamic client registration (RFC 7591), made by an admin.")
+
     demo: bool = Field(False, description="Seed demo data and mount the developer pages.")
 
     @property

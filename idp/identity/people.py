@@ -294,7 +294,16 @@ class People:
         return True
 
     def merge(self, *, source: str, into: str, reason: str, ip: str | None = None) -> None:
+        """Move everything of `source` to `into` and delete `source`; a verified national ID
+        moves with it when `into` has none (admin/people.py refuses two different ones)."""
         with self.db.session() as s:
+            src, dst = s.get(Person, source), s.get(Person, into)
+            if src is None or dst is None or source == into:
+                raise ValueError("two different, existing persons are needed")
+            moved_id, src.national_id = src.national_id, None
+            s.flush()  # the unique national ID is free before `into` takes it
+            if moved_id and not dst.national_id:
+                dst.national_id = moved_id
             s.execute(update(LinkedIdentity).where(LinkedIdentity.person_id == source).values(person_id=into))
             s.execute(update(LocalAccount).where(LocalAccount.person_id == source).values(person_id=into))
             s.execute(update(Grant).where(Grant.person_id == source).values(person_id=into))

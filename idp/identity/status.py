@@ -87,13 +87,22 @@ def _set_status(nixa: Any, person_id: str, status: str, *, ip: str | None = None
     nixa.events.emit("person.status_changed", person_id=person_id, ip=ip, data={"status": status, "source": "population", **data})
 
 
-def end_everything(nixa: Any, person_id: str, status: str, *, ip: str | None = None) -> None:
-    """The ID is no longer usable: record it on the Person, end their sessions and grants."""
+def end_sessions_and_grants(nixa: Any, person_id: str, reason: str) -> tuple[int, int]:
+    """End every SSO session and grant of a person, and tell every app of every ended session
+    (OIDC Back-Channel Logout 1.0). Returns (grants revoked, sessions ended)."""
     with nixa.db.session() as s:
-        grants = s.scalars(select(Grant.id).where(Grant.person_id == person_id, Grant.revoked_at.is_(None))).all()
-    for gid in grants:
-        nixa.tokens.revoke_grant(gid, f"person_{status}", person_id=person_id)
+        grants = s.execute(select(Grant.id, Grant.client_id).where(Grant.person_id == person_id, Grant.revoked_at.is_(None))).all()
+    for gid, client_id in grants:
+        nixa.tokens.revoke_grant(gid, reason[:64], client_id=client_id, person_id=person_id)
     ended = nixa.sessions.end_all_of(person_id)
-    for session in ended:  # tell every app of every ended session (OIDC Back-Channel Logout 1.0)
-        nixa.backchannel.enqueue(session, session.clients, f"person_{status}")
-    _set_status(nixa, person_id, status, ip=ip, grants_revoked=len(grants), sessions_ended=len(ended))
+    for session in ended:
+        nixa.backchannel.enqueue(session, session.clients, reason)
+        nixa.events.emit("session.ended", person_id=person_id, data={"sid": session.sid, "reason": reason[:64], "clients": session.clients})
+    return len(grants), len(ended)
+
+
+def end_everything(nixa: Any, person_id: str, status: str, *, ip: str | None = None, source: str = "population") -> None:
+    """The ID is no longer usable (or an administrator locked the person): record it on the
+    Person, end their sessions and grants."""
+    grants, sessions = end_sessions_and_grants(nixa, person_id, f"person_{status}")
+    _set_status(nixa, person_id, status, ip=ip, grants_revoked=grants, sessions_ended=sessions, source=source)

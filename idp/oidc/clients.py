@@ -62,6 +62,9 @@ class ClientModel(ClientMixin):
     may_receive_national_id: bool
     require_par: bool
     hasher: SecretHasher
+    # The secret before the last rotation, accepted until its expiry (rotation with an overlap).
+    previous_secret_hash: str | None = None
+    previous_secret_expires_at: float | None = None
 
     # ---- Authlib ClientMixin ---------------------------------------------------------
 
@@ -109,7 +112,11 @@ class ClientModel(ClientMixin):
                                   native=self.metadata.get("application_type") == "native")
 
     def check_client_secret(self, client_secret: str) -> bool:
-        return self.hasher.check(client_secret, self.secret_hash)
+        current = self.hasher.check(client_secret, self.secret_hash)
+        overlapping = self.previous_secret_expires_at is not None and self.previous_secret_expires_at > time.time()
+        # Both are checked whichever matches: the same work for the old and the new secret.
+        previous = overlapping and self.hasher.check(client_secret, self.previous_secret_hash)
+        return current or previous
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         registered = self.metadata.get("token_endpoint_auth_method", "client_secret_basic")
@@ -206,6 +213,8 @@ class ClientRegistry:
             may_receive_national_id=row.may_receive_national_id,
             require_par=row.require_par,
             hasher=self.hasher,
+            previous_secret_hash=row.previous_secret_hash,
+            previous_secret_expires_at=row.previous_secret_expires_at,
         )
 
     def get(self, client_id: str | None) -> ClientModel | None:
@@ -313,16 +322,24 @@ class ClientRegistry:
             s.delete(row)
         self.invalidate(client_id)
 
-    def rotate_secret(self, client_id: str) -> str:
+    def rotate_secret(self, client_id: str, overlap: float = 0) -> tuple[str, float | None]:
+        """A new secret; with `overlap` seconds, the current one stays valid that long beside it
+        (the agency deploys the new one without an outage). Returns (secret, old one's expiry)."""
         secret = generate_secret()
+        expires = time.time() + overlap if overlap > 0 else None
         with self.db.session() as s:
             row = s.get(Client, client_id)
             if row is None:
                 raise KeyError(client_id)
+            if row.metadata_.get("token_endpoint_auth_method") not in ("client_secret_basic", "client_secret_post"):
+                raise InvalidClientMetadata(f"{client_id} does not authenticate with a client secret")
+            row.previous_secret_hash = row.secret_hash if expires else None
+            row.previous_secret_expires_at = expires
             row.secret_hash = self.hasher.hash(secret)
             row.version += 1
+            row.updated_at = time.time()
         self.invalidate(client_id)
-        return secret
+        return secret, expires
 
     def all(self) -> list[ClientModel]:
         with self.db.session() as s:

@@ -114,6 +114,7 @@ def discovery_document(nixa: Any) -> dict:
         "revocation_endpoint": f"{iss}/revoke",
         "end_session_endpoint": f"{iss}/logout",
         "pushed_authorization_request_endpoint": f"{iss}/par",
+        "registration_endpoint": f"{iss}/register",  # RFC 7591, with an initial access token only (admin/registration.py)
         "require_pushed_authorization_requests": False,
         "scopes_supported": nixa.scopes_supported,
         "response_types_supported": ["code"],

@@ -84,6 +84,9 @@ def is_loopback(host: str | None) -> bool:
 def _check_uri(uri: Any, field: str, *, allow_custom_scheme: bool = False) -> str:
     if not isinstance(uri, str) or not uri or len(uri) > 2000:
         raise InvalidClientMetadata(f"{field}: each entry must be a non-empty URL string", "invalid_redirect_uri")
+    if "*" in uri:
+        # RFC 9700 §2.1: redirect URIs are compared exactly; a pattern is never registered.
+        raise InvalidClientMetadata(f"{field}: {uri!r} must not contain a wildcard (exact URIs only)", "invalid_redirect_uri")
     parts = urlsplit(uri)
     if "@" in parts.netloc:
         raise InvalidClientMetadata(f"{field}: {uri!r} must not carry user information", "invalid_redirect_uri")

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import OAuth2Error
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from idp.oidc.errors import refuse
 from idp.store.cache import ReadCache
@@ -189,6 +190,21 @@ class ResourceRegistry:
             row.updated_at = time.time()
         self.invalidate(identifier)
         return created
+
+    def register_own(self, identifier: str, *, name: str, scopes: list[str], client_id: str) -> None:
+        """One of NIXA's own APIs (the admin API) as a resource server, registered at startup:
+        it validates its tokens in-process, so its client need not introspect (nor be
+        confidential), and it lives at the issuer's origin, which `upsert` refuses to others."""
+        if check_identifier(identifier) or _origin(identifier) != _origin(self.issuer):
+            raise InvalidResourceServer("an own resource lives at the issuer's origin")
+        try:
+            with self.db.session() as s:
+                row = s.get(ResourceServer, identifier) or ResourceServer(identifier=identifier)
+                row.name, row.scopes, row.client_id, row.updated_at = name, " ".join(sorted(set(scopes))), client_id, time.time()
+                s.add(row)
+        except IntegrityError:
+            pass  # another worker registered it at the same moment: the same row
+        self.invalidate(identifier)
 
     def remove(self, identifier: str) -> bool:
         with self.db.session() as s:

@@ -102,6 +102,11 @@ class Client(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[float] = mapped_column(Float, default=now)
     updated_at: Mapped[float] = mapped_column(Float, default=now)
+    # Secret rotation with an overlap: the secret before the last rotation stays valid until then.
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    previous_secret_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # RFC 7592: the registration access token of a dynamically registered client, as SHA-256.
+    registration_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Consent(Base):
@@ -316,3 +321,25 @@ class RecoveryCode(Base):
     code_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[float] = mapped_column(Float, default=now)
     used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class AdminRole(Base):
+    """A role of the admin API held by a Person (admin/roles.py says what each role may do)."""
+
+    __tablename__ = "admin_roles"
+    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(32), primary_key=True)
+    granted_at: Mapped[float] = mapped_column(Float, default=now)
+    granted_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class InitialAccessToken(Base):
+    """RFC 7591 §3: a token an agency presents to register a client itself (the sandbox), as
+    SHA-256, with its expiry and the registrations it has left."""
+
+    __tablename__ = "initial_access_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    label: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    expires_at: Mapped[float] = mapped_column(Float)
+    uses_left: Mapped[int] = mapped_column(Integer, default=1)

@@ -245,8 +245,8 @@ def test_admin_commands_record_their_actor(run, nixa, tmp_path):  # noqa: ANN001
     assert runner.invoke(app, ["clients", "import", write(tmp_path, [md])], env=env).exit_code == 0
     assert latest("client.changed", client_id=md["client_id"]).data["actor"]["name"] == "ops-on-call"
     assert run("clients", "rotate-secret", md["client_id"]).exit_code == 0  # no name given: still the OS user and host
-    unnamed = latest("client.changed", client_id=md["client_id"]).data
-    assert unnamed.get("secret_rotated") and unnamed["actor"]["os_user"] == getpass.getuser() and "name" not in unnamed["actor"]
+    unnamed = latest("admin.changed", client_id=md["client_id"]).data  # the admin API's operation (admin/apps.py)
+    assert unnamed["what"] == "client.rotate_secret" and unnamed["actor"]["os_user"] == getpass.getuser() and "name" not in unnamed["actor"]
 
 
 def test_readme_configuration_reference_is_the_generated_one(run):  # noqa: ANN001
