@@ -301,6 +301,15 @@ class AttributeSource(Protocol):
 
 
 @runtime_checkable
+class GuardedConnector(Protocol):
+    """A source behind a circuit breaker (connectors/resilience.py): `circuit_open()` is true
+    while this worker fails calls to it fast, so the chooser can say the method is unavailable
+    instead of letting the person fill a form that cannot work, and the metrics can count it."""
+
+    def circuit_open(self) -> bool: ...
+
+
+@runtime_checkable
 class RefreshingConnector(Protocol):
     """Is this person still valid at the source?"""
 

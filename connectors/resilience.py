@@ -156,6 +156,12 @@ class ResilientHttp:
         headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in ("content-encoding", "content-length")]
         return httpx.Response(response.status_code, headers=headers, content=bytes(body), request=response.request)
 
+    def circuit_open(self) -> bool:
+        """True while calls are failed fast: the breaker (any host's, with breaker_per_host) is open."""
+        if self._per_host is not None:
+            return any(b.state == "open" for b in list(self._per_host.values()))
+        return self.breaker.state == "open"
+
     def _breaker(self, url: str) -> CircuitBreaker:
         if self._per_host is None:
             return self.breaker

@@ -76,11 +76,11 @@ class Metrics:
             self.tokens.labels(str(event.data.get("grant_type") or "unknown")[:32]).inc()
 
     def exposition(self) -> bytes:
+        from connectors.base import GuardedConnector
+
         for entry in self.nixa.connectors.entries():
-            http = getattr(entry.instance, "http", None) or getattr(entry.instance, "_http", None)
-            breaker = getattr(http, "breaker", None)
-            if breaker is not None:
-                self._breakers.labels(entry.id).set(1 if breaker.state == "open" else 0)
+            if isinstance(entry.instance, GuardedConnector):
+                self._breakers.labels(entry.id).set(1 if entry.instance.circuit_open() else 0)
         return generate_latest(self.registry)
 
 

@@ -131,6 +131,9 @@ class LdapConnector:
 
     # ---- Connector ----------------------------------------------------------------------------
 
+    def circuit_open(self) -> bool:
+        return self.directory.breaker.state == "open"
+
     def health(self) -> Health:
         started = time.perf_counter()
         try:

@@ -68,6 +68,9 @@ class UpstreamOidcConnector:
 
     # ---- health ----------------------------------------------------------------------------
 
+    def circuit_open(self) -> bool:
+        return self.http.circuit_open()
+
     def health(self) -> Health:
         started = time.perf_counter()
         try:

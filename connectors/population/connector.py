@@ -228,6 +228,16 @@ class PopulationRegistryConnector:
         latency = (time.perf_counter() - started) * 1000
         return Health(response.status_code == 200, f"HTTP {response.status_code}", latency)
 
+    def circuit_open(self) -> bool:
+        """The registry, or the SMS connector its challenge sends the code through, is failing."""
+        if self._http.circuit_open():
+            return True
+        try:
+            otp = self._otp_service()
+        except UpstreamUnavailable:
+            return True
+        return bool(getattr(otp, "circuit_open", lambda: False)())
+
     def close(self) -> None:
         self._http.close()
 

@@ -261,6 +261,9 @@ class TelecomSmsConnector:
     def close(self) -> None:
         self._http.close()
 
+    def circuit_open(self) -> bool:
+        return self._http.circuit_open()
+
     # ---- internals --------------------------------------------------------------------------
 
     @staticmethod

@@ -399,7 +399,7 @@ def advance(nixa: Any, pending: Pending, session: SsoSession | None) -> tuple[st
     return "finish", pending.rid
 
 
-def finish(nixa: Any, rid: str, browser_id: str, session: SsoSession) -> str:
+def finish(nixa: Any, rid: str, browser_id: str, session: SsoSession, *, remember: Callable[[str], None] | None = None) -> str:
     """Issue the code. The pending request is taken once: a double submit yields one code."""
     data = nixa.store.take(_key(rid))
     if not data or data["browser"] != browser_id:
@@ -433,6 +433,10 @@ def finish(nixa: Any, rid: str, browser_id: str, session: SsoSession) -> str:
     except OAuth2Error as err:
         return error_redirect(nixa, params["redirect_uri"], err.error, err.description or err.error, params.get("state"))
     location = dict(headers)["Location"]
+    if remember is not None:
+        # The SSO session learns the app (for single logout) before the success is recorded:
+        # the audit says succeeded only once nothing after it can fail.
+        remember(client.client_id)
     nixa.events.emit("authorization.succeeded", person_id=session.person_id, client_id=client.client_id,
                      data={"acr": LevelOfAssurance(level).acr, "scope": req.scope})
     return add_query(location, {"iss": nixa.settings.issuer})

@@ -13,6 +13,7 @@ from connectors.base import (
     CertificateConnector,
     ChallengeConnector,
     FormField,
+    GuardedConnector,
     LevelOfAssurance,
     PasswordConnector,
     RedirectConnector,
@@ -99,6 +100,7 @@ def connector_methods(nixa: Any, required: int, t: Any, proofing: bool = False) 
         label = entry.display_name_vi if t.lang == "vi" else entry.display_name_en
         label = label or entry.id
         staff = is_staff(entry)
+        first = len(out)
         if isinstance(c, ChallengeConnector) and challenge_level(entry) >= required:
             out.append({"id": method_id(entry.id, "challenge"), "connector": entry.id, "kind": "form", "loa": challenge_level(entry),
                         "label": label, "action_suffix": f"challenge/{entry.id}", "fields": _fields(c.challenge_fields, t),
@@ -116,6 +118,11 @@ def connector_methods(nixa: Any, required: int, t: Any, proofing: bool = False) 
         if isinstance(c, CertificateConnector) and int(entry.loa) >= required:
             out.append({"id": method_id(entry.id, "cert"), "connector": entry.id, "kind": "link", "loa": int(entry.loa), "label": label,
                         "action_suffix": f"certificate/{entry.id}", "fields": [], "button": t("continue"), "staff": staff})
+        # A source this worker currently fails fast (its circuit breaker is open) is shown as
+        # unavailable, without its form: the other methods are there to use instead.
+        unavailable = isinstance(c, GuardedConnector) and c.circuit_open()
+        for m in out[first:]:
+            m["unavailable"] = unavailable
     return out
 
 
@@ -192,5 +199,5 @@ def available_methods(nixa: Any, pending: Any, t: Any, csrf: str) -> list[dict]:
         methods.append(passkey_method(pending, t, required))
     # The recommended method first: the least effort that reaches the level asked (the lowest
     # sufficient level), then the operator's order of the connectors (stable sort).
-    methods.sort(key=lambda m: m["loa"])
+    methods.sort(key=lambda m: (bool(m.get("unavailable")), m["loa"]))  # an unavailable source last, never recommended
     return second_factor_methods(nixa, pending, t) + methods

@@ -80,11 +80,7 @@ def _authorize_request(request: Request, nixa: Any, t: Any, params: dict[str, st
 
 
 def _finish(nixa: Any, rid: str, bid: str, cookie: str | None, session: Any) -> str:
-    pending = flow.load(nixa, rid, bid)
-    url = flow.finish(nixa, rid, bid, session)
-    if pending is not None:
-        sessions(nixa).add_client(cookie, session, pending.client_id)
-    return url
+    return flow.finish(nixa, rid, bid, session, remember=lambda client_id: sessions(nixa).add_client(cookie, session, client_id))
 
 
 # ---- the interaction -----------------------------------------------------------------------------
@@ -154,9 +150,7 @@ def _show_step(request: Request, nixa: Any, pending: flow.Pending, t: Any, error
 
 
 def _complete(request: Request, nixa: Any, pending: flow.Pending, session: Any, cookie: str | None) -> Response:
-    url = flow.finish(nixa, pending.rid, browser_id(request) or "", session)
-    sessions(nixa).add_client(cookie, session, pending.client_id)
-    return redirect(url)
+    return redirect(_finish(nixa, pending.rid, browser_id(request) or "", cookie, session))
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -202,9 +196,7 @@ def signed_in(request: Request, nixa: Any, pending: flow.Pending, t: Any, *, per
     nixa.events.emit("login.succeeded", person_id=person_id, client_id=pending.client_id, ip=client_ip(request, nixa),
                      data={"method": method, "acr": LevelOfAssurance(session.loa).acr, "amr": amr})
     if flow.session_satisfies(nixa, pending, session) and not flow.needs_consent(nixa, pending, session):
-        url = flow.finish(nixa, pending.rid, browser_id(request) or "", session)
-        sessions(nixa).add_client(cookie, session, pending.client_id)
-        response = redirect(url)
+        response = redirect(_finish(nixa, pending.rid, browser_id(request) or "", cookie, session))
     else:
         response = redirect(f"/interaction/{pending.rid}")
     set_cookie(response, request, SESSION_COOKIE, cookie, nixa.settings.sso_session_ttl)

@@ -193,11 +193,10 @@ async def jwks(request: Request, nixa: NixaDep) -> Response:
 
 @router.post("/token")
 async def token(request: Request, nixa: NixaDep) -> Response:
+    from idp.oidc.server import token_response
+
     req = await oauth_request(request, nixa)
-    response = await run_in_threadpool(nixa.server.create_token_response, req)
-    if response.status_code >= 400:
-        await run_in_threadpool(_token_failed, nixa, req, response)
-    return response
+    return await run_in_threadpool(token_response, nixa, req, lambda response: _token_failed(nixa, req, response))
 
 
 def _token_failed(nixa: Any, req: NixaRequest, response: Response) -> None:

@@ -5,6 +5,7 @@ introspection.py, the request and context types in protocol.py."""
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 from authlib.oauth2 import AuthorizationServer
@@ -140,7 +141,7 @@ class NixaAuthorizationServer(AuthorizationServer):
         if user is None:
             access, ttl = nixa.tokens.issue_access_token(client_id=client.client_id, sub=client.client_id, scope=token_scope,
                                                          grant_id=None, person_id=None, aud=target.aud)
-            nixa.events.emit("token.issued", client_id=client.client_id, data=audit)
+            issued(nixa, client_id=client.client_id, data=audit)
         else:
             nixa.ensure_grant(user, client, scope)
             sub = nixa.people.subject_for(user.person_id, client)
@@ -153,12 +154,42 @@ class NixaAuthorizationServer(AuthorizationServer):
                     grant_id=user.grant_id, client_id=client.client_id, scope=scope, resources=granted_resources,
                     not_after=nixa.clock() + nixa.settings.refresh_grant_max_lifetime,
                 )
-            nixa.events.emit("token.issued", person_id=user.person_id, client_id=client.client_id,
-                             data={**audit, "grant_id": user.grant_id})
+            issued(nixa, person_id=user.person_id, client_id=client.client_id, data={**audit, "grant_id": user.grant_id})
         token["access_token"] = access
         token["expires_in"] = ttl
         token["scope"] = token_scope
         return token
+
+
+# The token endpoint records `token.issued` only once the whole answer is made (the ID token
+# and everything it writes included): a step failing after the access token must not leave
+# the audit saying the client received tokens it never got.
+_ISSUED: ContextVar[list[dict[str, Any]] | None] = ContextVar("nixa_tokens_issued", default=None)
+
+
+def issued(nixa: Any, **event: Any) -> None:
+    held = _ISSUED.get()
+    if held is None:
+        nixa.events.emit("token.issued", **event)
+    else:
+        held.append(event)
+
+
+def token_response(nixa: Any, req: Any, failed: Any) -> Response:
+    """/token: the answer, then its audit: `token.issued` for an answer made, `failed(response)`
+    for a refusal."""
+    held: list[dict[str, Any]] = []
+    mark = _ISSUED.set(held)
+    try:
+        response = nixa.server.create_token_response(req)
+    finally:
+        _ISSUED.reset(mark)
+    if response.status_code >= 400:
+        failed(response)
+    else:
+        for event in held:
+            nixa.events.emit("token.issued", **event)
+    return response
 
 
 def build_server(nixa: Any) -> NixaAuthorizationServer:

@@ -17,6 +17,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # At least the request threadpool's size (anyio's default 40): otherwise connections made for
 # the overflow are opened and thrown away under load.
 POOL_SIZE = 40
+CONNECT_TIMEOUT = 5  # seconds (libpq's connect_timeout: the whole connection set-up)
+POOL_TIMEOUT = 10  # seconds a request waits for a free pooled connection
 
 
 class SchemaMismatch(RuntimeError):
@@ -41,7 +43,15 @@ def make_engine(url: str) -> Engine:
         return engine
     # No pre-ping round trip per checkout: a dropped connection invalidates the pool on first
     # error, and connections are recycled before a server or proxy would time them out.
-    return create_engine(url, pool_size=POOL_SIZE, max_overflow=8, pool_recycle=1800)
+    # Bounded waits: a database behind a partition that drops packets (or a server that accepts
+    # and never answers) fails a connection attempt after CONNECT_TIMEOUT seconds, a request
+    # waiting for a pooled connection after POOL_TIMEOUT, and TCP keepalives find a dead
+    # connection in about a minute; the request gets its 503 instead of hanging.
+    connect_args = {} if "connect_timeout=" in url else {"connect_timeout": CONNECT_TIMEOUT}
+    if url.startswith("postgresql"):
+        connect_args.update(keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
+    return create_engine(url, pool_size=POOL_SIZE, max_overflow=8, pool_recycle=1800, pool_timeout=POOL_TIMEOUT,
+                         connect_args=connect_args)
 
 
 def alembic_config(url: str) -> Config:

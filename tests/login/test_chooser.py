@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from idp.login.methods import combine_dates
 from tests.conftest import form_action, hidden, make_citizen, register_client
-from tests.login.test_identity_assurance import HIGH, LOW, SUBSTANTIAL, fresh_citizen, login_page, own_browser
+from tests.login.test_identity_assurance import HIGH, LOW, SUBSTANTIAL, details, fresh_citizen, login_page, own_browser
 
 
 def _methods(page: str) -> list[tuple[str, bool]]:
@@ -98,3 +98,33 @@ def test_the_registry_challenge_takes_the_birth_date_as_day_month_year(nixa, fed
 def test_the_chooser_without_a_session_cookie_is_refused_not_shown(app):  # noqa: ANN001
     with TestClient(app, base_url="http://testserver", follow_redirects=False) as b:
         assert b.get("/interaction/nope/staff").status_code == 400
+
+
+def test_a_source_that_is_down_is_shown_unavailable_and_the_others_keep_working(nixa, federation, app):  # noqa: ANN001
+    from tests.conftest import free_port, uid
+
+    down = uid("reg-down")[:32]
+    # A registry nothing answers for: one failure opens its circuit (for this worker, 60 s).
+    nixa.connectors.upsert(down, "population", {"base_url": f"http://127.0.0.1:{free_port()}", "api_key": "k", "retries": 0,
+                                                "timeout": 1, "breaker_threshold": 1, "breaker_reset_after": 60,
+                                                "otp_connector": "telecom", "challenge_loa": "substantial"},
+                           loa="low", display_name_vi="Dân cư (hỏng)", display_name_en="Registry (down)")
+    portal = register_client(nixa, nixa_first_party=True)
+    try:
+        with own_browser(app) as b:
+            _, page, _ = login_page(b, portal, acr_values=SUBSTANTIAL)
+            assert f"/challenge/{down}" in page and 'class="badge unavailable"' not in page  # nothing known yet
+            someone = fresh_citizen(federation)
+            r = b.post(form_action(page, f"/challenge/{down}"), data={"csrf": hidden(page, "csrf"), **details(someone)})
+            assert r.status_code in (502, 503) and r.status_code != 500
+            _, page, _ = login_page(b, portal, acr_values=SUBSTANTIAL)
+            methods = _methods(page)
+            assert methods[-1][0] == f"{down}-challenge" and not methods[-1][1]  # last, closed
+            assert f"/challenge/{down}" not in page  # no form that cannot work
+            assert page.count('class="badge unavailable"') == 1 and "Tạm thời gián đoạn" in page
+            assert methods[0][1] and methods[0][0] != f"{down}-challenge"  # an available method is the one open
+            # the working registry still signs in
+            r = b.post(form_action(page, "/challenge/population"), data={"csrf": hidden(page, "csrf"), **details(someone)})
+            assert r.status_code == 303 and r.headers["location"].endswith("/otp")
+    finally:
+        nixa.connectors.upsert(down, "population", {"base_url": "http://127.0.0.1:1", "api_key": "k"}, enabled=False)
