@@ -113,9 +113,19 @@ def node() -> str:
 def ensure_reference() -> str:
     """Install bench/reference's locked packages when they are missing or older than the lock
     file; returns the installed oidc-provider version."""
+    import fcntl
+
     node()
     modules = REFERENCE_DIR / "node_modules"
     lock = REFERENCE_DIR / "package-lock.json"
+    # One install at a time (the two runs of `make test` go side by side): the second waits,
+    # then finds the packages there.
+    with open(REFERENCE_DIR / ".install.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        return _install_reference(modules, lock)
+
+
+def _install_reference(modules: Path, lock: Path) -> str:
     if not modules.is_dir() or lock.stat().st_mtime > modules.stat().st_mtime:
         npm = shutil.which("npm")
         if not npm:

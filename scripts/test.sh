@@ -14,6 +14,8 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/nixa-test.XXXXXX")
 SERVICES="$WORK/services"
 
 cleanup() {
+  # shellcheck disable=SC2046
+  kill $(jobs -p) 2>/dev/null || true  # a suite still running (interrupted): stop it first
   bash scripts/services.sh stop "$SERVICES" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
@@ -47,17 +49,28 @@ print(total - failed - skipped, failed, skipped)
 EOF
 }
 
-declare -A PASSED FAILED SKIPPED STATUS
+declare -A PASSED FAILED SKIPPED STATUS RC PID
 
-# run_suite NAME LABEL [pytest args...]
-run_suite() {
-  local name=$1 label=$2 rc=0
-  shift 2
+# start_suite NAME [pytest args...]: pytest in the background, its output in $WORK/NAME.log.
+start_suite() {
+  local name=$1
+  shift
+  mkdir -p "$WORK/$name-tmp"
+  ( "$PY" -m pytest -p no:cacheprovider -q --junitxml="$WORK/$name.xml" --basetemp="$WORK/$name-tmp" "$@" \
+      >"$WORK/$name.log" 2>&1; echo $? >"$WORK/$name.rc" ) &
+  PID[$name]=$!
+}
+
+# finish_suite NAME LABEL: wait for it, print its output, count what passed.
+finish_suite() {
+  local name=$1 label=$2 rc
+  wait "${PID[$name]}" || true
+  rc=$(cat "$WORK/$name.rc" 2>/dev/null || echo 1)
   echo
   echo "=================================================================="
   echo "  $label"
   echo "=================================================================="
-  "$PY" -m pytest -p no:cacheprovider -q --junitxml="$WORK/$name.xml" "$@" || rc=$?
+  cat "$WORK/$name.log"
   read -r PASSED[$name] FAILED[$name] SKIPPED[$name] < <(junit_counts "$WORK/$name.xml")
   if [ "$rc" -eq 0 ] && [ "${PASSED[$name]}" -gt 0 ]; then
     STATUS[$name]=ok
@@ -71,18 +84,49 @@ run_suite() {
 EMBEDDED_LABEL="embedded (SQLite + in-process)"
 SCALEOUT_LABEL="scale-out (PostgreSQL + Redis)"
 
-run_suite embedded "run 1/2: $EMBEDDED_LABEL" "$@"
+# The two runs are independent (their own stores, temporary folders and free ports): on a
+# machine with two cores or more they run side by side, each printed whole when it ends.
+# NIXA_TEST_SERIAL=1 runs them one after the other.
+CORES=$("$PY" -c 'import os; print(len(os.sched_getaffinity(0)))')
+PARALLEL=1
+if [ "${NIXA_TEST_SERIAL:-0}" = 1 ] || [ "$CORES" -lt 2 ]; then
+  PARALLEL=0
+fi
 
-echo
 echo "starting PostgreSQL and Redis for the scale-out run..."
+SERVICES_OK=0
 if bash scripts/services.sh start "$SERVICES" >/dev/null; then
+  SERVICES_OK=1
+  echo "  database: $(grep NIXA_TEST_DATABASE_URL "$SERVICES/env" | cut -d= -f2-)"
+  echo "  redis:    $(grep NIXA_TEST_REDIS_URL "$SERVICES/env" | cut -d= -f2-)"
+fi
+
+start_scaleout() {
   set -a
   # shellcheck disable=SC1091
   . "$SERVICES/env"
   set +a
-  echo "  database: $NIXA_TEST_DATABASE_URL"
-  echo "  redis:    $NIXA_TEST_REDIS_URL"
-  run_suite scaleout "run 2/2: $SCALEOUT_LABEL" "$@"
+  start_suite scaleout "$@"
+}
+
+if [ "$PARALLEL" = 1 ]; then
+  echo "running both suites side by side ($CORES cores); each one's output follows when it ends"
+  start_suite embedded "$@"
+  if [ "$SERVICES_OK" = 1 ]; then
+    ( start_scaleout "$@"; wait ) &
+    PID[scaleout]=$!
+  fi
+  finish_suite embedded "run 1/2: $EMBEDDED_LABEL"
+else
+  start_suite embedded "$@"
+  finish_suite embedded "run 1/2: $EMBEDDED_LABEL"
+  if [ "$SERVICES_OK" = 1 ]; then
+    ( start_scaleout "$@"; wait ) &
+    PID[scaleout]=$!
+  fi
+fi
+if [ "$SERVICES_OK" = 1 ]; then
+  finish_suite scaleout "run 2/2: $SCALEOUT_LABEL"
   bash scripts/services.sh stop "$SERVICES" >/dev/null 2>&1 || true
 else
   PASSED[scaleout]=0 FAILED[scaleout]=0 SKIPPED[scaleout]=0
