@@ -100,3 +100,4 @@ npm_install tests/interop/node
 npm_install examples/node-openid-client
 npm_install connectors/oidc/sandbox
 npm_install tests/browser/axe
+npm_install bench/reference  # the benchmark's node-oidc-provider, which tests/bench starts
