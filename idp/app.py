@@ -334,10 +334,13 @@ def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) ->
         # The database or the ephemeral store not answering is an outage, not a bug: 503 with
         # Retry-After and a page that says so. Handled here rather than by the catch-all below,
         # so the server keeps the connection open for the client's next, unrelated request.
+        from idp.oidc.errors import note, refusal
+
         log.warning("dependency unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        note("temporarily_unavailable")  # audited with its reference, when the audit itself can be written (idp/ops.py)
         headers = {"Retry-After": "5", "Cache-Control": "no-store"}
         if request.url.path in API_PATHS or request.url.path.startswith("/.well-known"):
-            return JSONResponse({"error": "temporarily_unavailable", "error_description": "The service is unavailable; retry later"},
+            return JSONResponse({"error": "temporarily_unavailable", "error_description": refusal("temporarily_unavailable").text()},
                                 status_code=503, headers=headers)
         from idp.login.pages import message, translator
 

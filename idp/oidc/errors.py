@@ -277,8 +277,12 @@ CATALOGUE: dict[str, Refusal] = {r.reason: r for r in (
     _r("revoke_other_client", "unauthorized_client", REVOKE, "The token was not issued to this client.",
        "RFC 7009 §2.1: a client revokes only its own tokens.", "Revoke with the client the token was issued to."),
     _r("server_error", "server_error", (PAR, TOKEN, USERINFO, INTROSPECT, REVOKE), "The server could not answer; try again",
-       "A fault inside NIXA (a dependency down, a bug): the browser gets a page, an API caller this JSON; the details are in "
+       "A fault inside NIXA (a bug): the browser gets a page, an API caller this JSON; the details are in "
        "NIXA's log under the request id.", "Retry later with backoff; if it lasts, give NIXA's operators the `request_id`.", 500),
+    _r("temporarily_unavailable", "temporarily_unavailable", (PAR, TOKEN, USERINFO, INTROSPECT, REVOKE),
+       "The service is unavailable; retry later",
+       "NIXA's database or session store does not answer (an outage, a restart); the answer carries `Retry-After` and "
+       "the browser gets a page saying so.", "Retry after the `Retry-After` seconds, with backoff; nothing was done.", 503),
     # ---- pages: the request cannot go back to the client (idp/login/flow.py, routes.py) ----
     _r("unknown_client", PAGE, AUTHORIZE, "error_unknown_client",
        "The client_id is not registered, or the client is disabled; NIXA cannot redirect to an unproven client.", "Check the client_id; `nixa clients list`."),

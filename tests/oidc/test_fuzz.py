@@ -3,10 +3,14 @@ answer), never a 5xx. Seeded, so a failure reproduces."""
 
 from __future__ import annotations
 
+import json
 import random
 import string
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
 
 ENDPOINTS = [("POST", "/token"), ("POST", "/introspect"), ("POST", "/revoke"), ("POST", "/par"), ("GET", "/authorize"),
              ("POST", "/authorize"), ("GET", "/userinfo"), ("POST", "/userinfo"), ("GET", "/logout"), ("POST", "/logout"),
@@ -78,9 +82,10 @@ def test_random_requests_never_get_a_server_error(app, nixa, seed: int) -> None:
             assert r.status_code < 500, (method, path, raw[:200], headers, r.status_code, r.text[:300])
 
 
-def test_an_unexpected_failure_is_a_clear_answer_not_a_stack_trace(nixa) -> None:  # noqa: ANN001
-    """A bug must still answer in the protocol's terms: OAuth `server_error` JSON for API
-    callers, the friendly page for people. (Provoked by a real Redis store whose server is down.)"""
+def test_a_store_that_is_down_is_a_clear_answer_not_a_stack_trace(nixa) -> None:  # noqa: ANN001
+    """An outage must still answer in the protocol's terms: OAuth `temporarily_unavailable` JSON
+    with Retry-After for API callers, the friendly page for people, the reference audited.
+    (Provoked by a real Redis store whose server is down.)"""
     from starlette.testclient import TestClient
 
     from idp.app import create_app
@@ -97,14 +102,16 @@ def test_an_unexpected_failure_is_a_clear_answer_not_a_stack_trace(nixa) -> None
         with TestClient(app, base_url="http://testserver", follow_redirects=False, raise_server_exceptions=False) as c:
             r = c.post("/token", data={"grant_type": "authorization_code", "code": "x", "redirect_uri": client.redirect_uri},
                        auth=(client.client_id, client.secret))
-            assert r.status_code == 500 and r.json()["error"] == "server_error" and "Traceback" not in r.text
+            assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable" and "Traceback" not in r.text
+            assert r.headers["retry-after"] == "5"
             from tests.oidc.test_refusals import audited_reference
 
-            assert audited_reference(nixa, r).data["reason"] == "server_error"  # the reference is in the audit log
+            assert audited_reference(nixa, r).data["reason"] == "temporarily_unavailable"  # the reference is in the audit log
             page = c.get("/authorize", params={"client_id": client.client_id, "redirect_uri": client.redirect_uri,
                                                "response_type": "code", "scope": "openid", "code_challenge": "a" * 43,
                                                "code_challenge_method": "S256"})
-            assert page.status_code == 500 and "Đã xảy ra lỗi" in page.text and "Traceback" not in page.text
+            assert page.status_code == 503 and "Traceback" not in page.text and page.headers["retry-after"] == "5"
+            assert json.loads((ROOT / "idp/i18n/vi.json").read_text(encoding="utf-8"))["error_unavailable"] in page.text
             assert page.headers["x-request-id"] in page.text
     finally:
         nixa.store = real
