@@ -300,7 +300,7 @@ def _add_persons(be: nixa.Backend, total: int) -> dict:
             # and the checkpointer run on the server's core during the metrics.
             raw = db.engine.raw_connection()
             try:
-                raw.autocommit = True  # type: ignore[attr-defined]
+                raw.driver_connection.autocommit = True  # the DBAPI connection itself, not the pool's proxy
                 cur = raw.cursor()
                 for table in ("persons", "linked_identities", "person_attributes"):
                     cur.execute(f"VACUUM (ANALYZE) {table}")
