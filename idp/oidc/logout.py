@@ -120,7 +120,8 @@ class BackchannelLogout:
                 continue
             sid = self.nixa.people.client_sid(sso_sid, client_id) if sso_sid else None
             rows.append(LogoutDelivery(client_id=client_id, person_id=person_id, sid=sid, uri=uri, reason=reason[:64],
-                                       status="pending", attempts=0, next_attempt_at=now, created_at=now))
+                                       status="pending", attempts=0, next_attempt_at=now, created_at=now,
+                                       issuer=self.nixa.settings.issuer))
             out.queued.append(client)
         if rows:
             with self.nixa.db.session() as s:
@@ -137,6 +138,9 @@ class BackchannelLogout:
             (LogoutDelivery.status == "pending")
             & (LogoutDelivery.next_attempt_at <= now)
             & or_(LogoutDelivery.claimed_until.is_(None), LogoutDelivery.claimed_until < now)
+            # Never sign a logout token for another issuer (a worker configured for another
+            # name on the same database): the token's `iss` must be the session's.
+            & or_(LogoutDelivery.issuer.is_(None), LogoutDelivery.issuer == self.nixa.settings.issuer)
         )
 
     def _claim(self, limit: int) -> list[tuple[str, int]]:

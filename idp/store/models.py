@@ -257,6 +257,9 @@ class LogoutDelivery(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[float] = mapped_column(Float, default=now)
+    # The issuer the logout happened under: a logout token is signed only by a worker of that
+    # issuer (NULL: queued before this column, any worker).
+    issuer: Mapped[str | None] = mapped_column(String(255), nullable=True)
     # A worker's claim on the row while it delivers; an expired claim (a crashed worker) lapses.
     claimed_until: Mapped[float | None] = mapped_column(Float, nullable=True)
     last_error: Mapped[str | None] = mapped_column(String(255), nullable=True)

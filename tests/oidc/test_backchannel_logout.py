@@ -347,3 +347,24 @@ def test_two_workers_deliver_each_row_once(nixa, receiver) -> None:  # noqa: ANN
     rows = rows_of(nixa, a.client_id)
     assert len(rows) == 24 and {(r.status, r.attempts) for r in rows} == {("delivered", 1)}
     assert [e.type for e in audited(nixa, a.client_id)] == ["logout.delivered"] * 24
+
+
+def test_a_worker_of_another_issuer_never_signs_this_issuers_logout_tokens(nixa, live) -> None:  # noqa: ANN001
+    # Two NIXAs with different names on one database (a misconfigured worker, the tests' live
+    # server): the logout queued under one is delivered only by a worker of that issuer.
+    from sqlalchemy import select
+
+    from idp.store.models import LogoutDelivery
+
+    row = LogoutDelivery(client_id="nobody", person_id="p" * 32, sid=None, uri="https://app.example/bc", reason="logout",
+                         status="pending", attempts=0, next_attempt_at=0.0, created_at=0.0, issuer=nixa.settings.issuer)
+    with nixa.db.session() as s:
+        s.add(row)
+    try:
+        assert live.nixa.settings.issuer != nixa.settings.issuer
+        assert row.id not in {rid for rid, _ in live.nixa.backchannel._claim(1000)}
+        with nixa.db.session() as s:
+            assert s.scalar(select(LogoutDelivery.attempts).where(LogoutDelivery.id == row.id)) == 0
+    finally:
+        with nixa.db.session() as s:
+            s.delete(s.get(LogoutDelivery, row.id))
