@@ -289,6 +289,10 @@ def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) ->
     register_admin_resource(nixa)
     app.include_router(registration_router)
     app.mount(API_PATH, create_admin_api(nixa))
+    from idp.hot import HotPaths
+    from idp.oidc.endpoints import hot
+
+    app.add_middleware(HotPaths, routes=hot)  # innermost: inside the security headers and the request context
     app.add_middleware(SecurityHeaders, hsts=nixa.settings.issuer.startswith("https://"))
     from pathlib import Path
 
@@ -311,7 +315,7 @@ def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) ->
         if api:
             error = "invalid_request" if exc.status_code == 405 else "not_found"
             return JSONResponse({"error": error, "error_description": str(exc.detail)}, status_code=exc.status_code,
-                                headers={"Cache-Control": "no-store"})
+                                headers={"Cache-Control": "no-store", **(exc.headers or {})})  # a 405's Allow (RFC 9110 §15.5.6)
         from idp.login.pages import message, translator
 
         key = "error_not_found" if exc.status_code == 404 else "error_bad_request"
