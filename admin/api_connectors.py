@@ -101,7 +101,9 @@ def install(api: FastAPI, nixa: Any) -> None:
             raise AdminRefused(400, "invalid_connector_config", str(exc)[:1000]) from None
         except KeyError:
             raise AdminRefused(400, "invalid_connector_config", f"no connector type {body.type!r} (GET /connector-types)") from None
-        except (ValueError, TypeError) as exc:  # the connector itself refused the meaning of a value
+        except (ValueError, TypeError, LookupError, AttributeError, OSError) as exc:
+            # the connector itself refused the meaning of a value when the registry opened it
+            # (a URL it cannot use, a certificate file that is not there)
             raise AdminRefused(400, "invalid_connector_config", f"{body.type} connector: {exc}"[:1000]) from None
         return view.as_dict()
 
