@@ -12,7 +12,7 @@ import os
 import threading
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from sqlalchemy import delete, select, update
 
 from connectors.base import Assertion, LevelOfAssurance, VerifiedAttribute
 from idp.events import Events
-from idp.identity.claims import SCOPE_CLAIMS, claim_value, release
+from idp.identity.claims import claim_value, releasable, release
 from idp.store.db import Database
 from idp.store.models import (
     Consent,
@@ -161,17 +161,19 @@ class People:
         with self.db.session() as s:
             return s.get(Person, person_id)
 
-    def claims(self, person_id: str, scopes: set[str], *, national_id_allowed: bool) -> dict[str, Any]:
-        return release(self.attributes(person_id), scopes, national_id_allowed=national_id_allowed)
+    def claims(self, person_id: str, scopes: set[str], *, national_id_allowed: bool,
+               allowed: Collection[str] | None = None) -> dict[str, Any]:
+        return release(self.attributes(person_id), scopes, national_id_allowed=national_id_allowed, allowed=allowed)
 
-    def verified_claims(self, person_id: str, scopes: set[str], *, national_id_allowed: bool) -> list[dict[str, Any]]:
+    def verified_claims(self, person_id: str, scopes: set[str], *, national_id_allowed: bool,
+                        allowed: Collection[str] | None = None) -> list[dict[str, Any]]:
         """OpenID Connect for Identity Assurance 1.0 `verified_claims`: the claims the scopes
         release, grouped by the source that verified them, each with its verification time.
         Self-asserted values (local test accounts) are never presented as verified."""
         import datetime as dt
 
         attrs = self.attributes(person_id)
-        names = {n for sc in scopes if sc != "national_id" or national_id_allowed for n in SCOPE_CLAIMS.get(sc, ())}
+        names = set(releasable(scopes, national_id_allowed=national_id_allowed, allowed=allowed))
         groups: dict[str, dict[str, Any]] = {}
         for name in sorted(names):
             attr = attrs.get(name)
