@@ -85,8 +85,9 @@ class Resolution:
 
 class People:
     def __init__(self, db: Database, events: Events, pairwise_key: bytes, clock: Callable[[], float] = time.time,
-                 passwords: PasswordHasher | None = None) -> None:
+                 passwords: PasswordHasher | None = None, sealer: Any = None) -> None:
         self.db = db
+        self.sealer = sealer  # keys/sealing.py: a merge seals the authenticator app it moves again
         self.events = events
         self._pairwise_key = pairwise_key
         self.clock = clock
@@ -295,13 +296,20 @@ class People:
         self.events.emit("identity.unlinked", person_id=person_id, ip=ip, data={"connector": connector})
         return True
 
-    def merge(self, *, source: str, into: str, reason: str, ip: str | None = None) -> None:
+    def merge(self, *, source: str, into: str, reason: str, ip: str | None = None) -> dict[str, Any]:
         """Move everything of `source` to `into` and delete `source`; a verified national ID
-        moves with it when `into` has none (admin/people.py refuses two different ones)."""
+        moves with it when `into` has none (admin/people.py refuses two different ones). The
+        second factors move too (passkeys, the authenticator app, recovery codes: factors.py,
+        passkeys.py), so the person keeps signing in with them, as `into`; returns what moved.
+        Raises factors.FactorConflict (nothing changed) when both have an authenticator app."""
+        from idp.identity import factors, passkeys
+
         with self.db.session() as s:
             src, dst = s.get(Person, source), s.get(Person, into)
             if src is None or dst is None or source == into:
                 raise ValueError("two different, existing persons are needed")
+            if factors.merge_conflict(s, source, into):
+                raise factors.FactorConflict("both persons have an authenticator app: the person removes one first")
             moved_id, src.national_id = src.national_id, None
             s.flush()  # the unique national ID is free before `into` takes it
             if moved_id and not dst.national_id:
@@ -309,13 +317,16 @@ class People:
             s.execute(update(LinkedIdentity).where(LinkedIdentity.person_id == source).values(person_id=into))
             s.execute(update(LocalAccount).where(LocalAccount.person_id == source).values(person_id=into))
             s.execute(update(Grant).where(Grant.person_id == source).values(person_id=into))
+            moved = {"passkeys": passkeys.move_on_merge(s, source, into), **factors.move_on_merge(s, self.sealer, source, into)}
             for attr in s.scalars(select(PersonAttribute).where(PersonAttribute.person_id == source)).all():
                 if s.get(PersonAttribute, (into, attr.name)) is None:
                     s.add(PersonAttribute(person_id=into, name=attr.name, value=attr.value, source=attr.source, verified_at=attr.verified_at))
             s.execute(delete(PersonAttribute).where(PersonAttribute.person_id == source))
             s.execute(delete(Consent).where(Consent.person_id == source))
             s.execute(delete(Person).where(Person.id == source))
-        self.events.emit("identity.merged", person_id=into, ip=ip, data={"merged_from": source, "reason": reason})
+        self.events.emit("identity.merged", person_id=into, ip=ip, data={"merged_from": source, "reason": reason,
+                                                                         "second_factors_moved": moved})
+        return moved
 
     def links(self, person_id: str) -> list[LinkedIdentity]:
         with self.db.session() as s:
