@@ -82,7 +82,7 @@ class Nixa:
         self.resources = ResourceRegistry(self.db, settings.issuer)  # agency APIs (RFC 8707), idp/oidc/resources.py
         self.people = People(self.db, self.events, self.stable["pairwise-subject"], clock,
                              passwords=password_hasher(settings.password_memory_kib, settings.password_time_cost,
-                                                       settings.password_parallelism))
+                                                       settings.password_parallelism), sealer=self.sealer)
         self.tokens = TokenService(settings, self.db, self.store, self.keys, self.events, clock,
                                    person_key=self.stable["access-token-person"], clients=self.clients)
         # One throttle service for every secret check and every message sent (idp/store/throttle.py).

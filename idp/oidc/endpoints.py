@@ -263,10 +263,13 @@ def _userinfo(nixa: Any, access_token: str) -> Response:
     client = nixa.clients.get(info.client_id)
     if client is None:
         return _bearer_error("client_disabled")
-    claims = nixa.people.claims(info.person_id, info.scope, national_id_allowed=client.may_receive_national_id)
+    # nixa_allowed_claims bounds what any scope releases to this app (its registration, not the request).
+    allowed = client.allowed_claims
+    claims = nixa.people.claims(info.person_id, info.scope, national_id_allowed=client.may_receive_national_id, allowed=allowed)
     body = {"sub": info.claims["sub"], **claims}
     if "verified_claims" in info.scope:
-        verified = nixa.people.verified_claims(info.person_id, info.scope, national_id_allowed=client.may_receive_national_id)
+        verified = nixa.people.verified_claims(info.person_id, info.scope, national_id_allowed=client.may_receive_national_id,
+                                               allowed=allowed)
         if verified:
             body["verified_claims"] = verified
     nixa.release_claims(info.person_id, info.client_id, sorted(body), "userinfo")
