@@ -83,6 +83,9 @@ class Nixa:
         self.people = People(self.db, self.events, self.stable["pairwise-subject"], clock,
                              passwords=password_hasher(settings.password_memory_kib, settings.password_time_cost,
                                                        settings.password_parallelism), sealer=self.sealer)
+        from idp.identity.people import AttributeCache
+
+        self.people.cache = AttributeCache.for_database(self.db, self.store)  # UserInfo without a database join per request
         self.tokens = TokenService(settings, self.db, self.store, self.keys, self.events, clock,
                                    person_key=self.stable["access-token-person"], clients=self.clients)
         # One throttle service for every secret check and every message sent (idp/store/throttle.py).

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from sqlalchemy import func, insert, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from idp.audit_chain import CHECKPOINT_TYPE, GENESIS, AuditKeys, ChainCheck, ChainReport, Checkpoint, Checkpoints
 from idp.store.db import Database
@@ -102,6 +102,10 @@ class Event:
 
 
 _EVENTS = AuditEvent.__table__
+# Built once: SQLAlchemy's statement construction is a good part of a small batch's cost.
+_TAIL = select(_EVENTS.c.id, _EVENTS.c.hash, _EVENTS.c.type).order_by(_EVENTS.c.id.desc()).limit(1)
+_INSERT_EVENTS = insert(_EVENTS).returning(_EVENTS.c.id)
+_INSERT_ACCESS = insert(AccessLogEntry.__table__)
 
 
 class _Tail(NamedTuple):
@@ -183,10 +187,10 @@ class AuditLog:
     def _write(self, events: list[Event], *, force_checkpoint: bool = False) -> None:
         # SQLAlchemy Core, one INSERT … RETURNING per table and batch: the ORM's unit of work
         # (an object and its identity-map bookkeeping per row) cost more than the rows' SQL.
-        with self._write_lock, self.db.session() as s:
+        with self._write_lock, self.db.engine.begin() as s:  # a Connection: no ORM session to set up per batch
             if self.db.dialect == "postgresql":
                 s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": self._PG_LOCK})
-            tail = s.execute(select(_EVENTS.c.id, _EVENTS.c.hash, _EVENTS.c.type).order_by(_EVENTS.c.id.desc()).limit(1)).first()
+            tail = s.execute(_TAIL).first()
             prev = tail.hash if tail else GENESIS
             rows, access = [], []
             for event in events:
@@ -202,10 +206,13 @@ class AuditLog:
                                    "claims": [f"support_{support.get('action')}", str(support.get("reason", ""))[:500]],
                                    "channel": "support"})
             if rows:
-                ids = s.execute(insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True), rows).scalars().all()
-                tail = _Tail(ids[-1], rows[-1]["hash"], rows[-1]["type"])
+                # One multi-row INSERT … RETURNING (asking for the parameters' order made SQLAlchemy
+                # insert row by row on SQLite); the batch's last row has the highest id, the
+                # chain's appends being serialized.
+                ids = s.execute(_INSERT_EVENTS, rows).scalars().all()
+                tail = _Tail(max(ids), rows[-1]["hash"], rows[-1]["type"])
             if access:
-                s.execute(insert(AccessLogEntry.__table__), access)
+                s.execute(_INSERT_ACCESS, access)
             if tail is not None and tail.type != CHECKPOINT_TYPE:
                 self._checkpoint_if_due(s, tail, force_checkpoint)
 
@@ -213,7 +220,7 @@ class AuditLog:
         return {"at": event.at, "type": event.type, "person_id": event.person_id, "client_id": event.client_id, "ip": event.ip,
                 "data": event.data, "prev_hash": prev, "hash": self.keys.chain_value(prev, event)}
 
-    def _checkpoint_if_due(self, s: Session, tail: Any, force: bool) -> None:
+    def _checkpoint_if_due(self, s: Connection, tail: Any, force: bool) -> None:
         now = time.time()
         if not force and self._latest is not None and not self.checkpoints.due(self._latest, tail.id, now):
             return
@@ -228,8 +235,9 @@ class AuditLog:
         s.execute(insert(_EVENTS), [self._chained(Event(CHECKPOINT_TYPE, data=data, at=now), tail.hash)])
         self._latest = checkpoint
 
-    def _stored_checkpoint(self, s: Session) -> Checkpoint | None:
-        row = s.scalars(select(AuditEvent).where(AuditEvent.type == CHECKPOINT_TYPE).order_by(AuditEvent.id.desc()).limit(1)).first()
+    def _stored_checkpoint(self, s: Connection) -> Checkpoint | None:
+        row = s.execute(select(_EVENTS.c.data, _EVENTS.c.prev_hash, _EVENTS.c.at).where(_EVENTS.c.type == CHECKPOINT_TYPE)
+                        .order_by(_EVENTS.c.id.desc()).limit(1)).first()
         if row is None:
             return None
         return Checkpoint(row.data["event_id"], row.prev_hash, row.data["count"], row.at, self.checkpoints.issuer)

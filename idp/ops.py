@@ -66,6 +66,19 @@ class Metrics:
         self._breakers = Gauge("nixa_connector_breaker_open", "1 while a connector's circuit breaker is open", ["connector"],
                                registry=r)
         self.nixa = nixa
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        # The labelled children, looked up once per (route, method, status): prometheus-client's
+        # labels() validates and hashes its arguments at every call.
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.requests.labels(route, method, str(status)), self.latency.labels(route))
+            if len(self._children) < 10_000:  # routes are templates, methods and statuses few: bounded anyway
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_event(self, event: Any) -> None:
         self.events.labels(event.type).inc()
@@ -133,8 +146,7 @@ class RequestContext:
             await self.app(scope, receive, send_with_id)
         finally:
             route = getattr(scope.get("route"), "path", None) or ("static" if scope["path"].startswith("/static/") else "unmatched")
-            self.metrics.requests.labels(route, scope["method"], str(status[0])).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+            self.metrics.observe_request(route, scope["method"], status[0], time.perf_counter() - started)
             current_refusal.reset(noted_token)
             request_id.reset(token)
 

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from joserfc import jwt
@@ -87,6 +87,15 @@ class _Cache:
     jwks: dict
     jwks_body: bytes = b""  # the JWKS encoded once per generation, and its ETag
     jwks_etag: str = ""
+    # Tokens whose signature this view's keys verified, by their exact text: a bearer token is
+    # presented again and again (UserInfo, introspection) and the same bytes verify the same way
+    # under the same keys. A new generation (a key revoked, rotated, pruned) is a new view and
+    # starts empty. Only the signature is remembered; expiry and revocation are checked by the
+    # caller at every request.
+    verified: dict[str, Any] = field(default_factory=dict)
+
+
+VERIFIED_CACHE = 20_000  # tokens per worker (a few KB each): cleared when full
 
 
 class KeyRing:
@@ -399,4 +408,13 @@ class KeyRing:
     def verify(self, token: str, algs: tuple[str, ...] | None = None) -> jwt.Token:
         """Signature check against active and retired keys only; claims are the caller's job.
         joserfc refuses `none` and HS* here: only asymmetric algs of our own keys are allowed."""
-        return jwt.decode(token, self._view().verify_set, algorithms=list(algs or self.algs))
+        view = self._view()
+        allowed = algs or self.algs
+        known = view.verified.get(token)
+        if known is not None and known.header.get("alg") in allowed:
+            return jwt.Token(dict(known.header), dict(known.claims))  # the caller's own copy
+        decoded = jwt.decode(token, view.verify_set, algorithms=list(allowed))
+        if len(view.verified) >= VERIFIED_CACHE:
+            view.verified.clear()
+        view.verified[token] = decoded
+        return decoded

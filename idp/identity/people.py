@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import secrets
 import threading
 import hmac
 import time
@@ -83,10 +84,89 @@ class Resolution:
     loa: int | None = None  # the level the link used is trusted for
 
 
+class AttributeCache:
+    """Each worker's copy of persons' attributes, for UserInfo and ID tokens: the database is
+    asked again only when the person changed since.
+
+    A change is seen by every worker at its next read: every commit that writes a person or
+    their attributes, through any session (an ORM event on the database's sessions, so no write
+    path can forget it), leaves a new random version under `pv:<person>` in the shared ephemeral
+    store after the commit; a reader takes the version before it reads the database and keeps the
+    copy under that version. A copy is used only while the stored version is still the one it
+    was read under, and never past `max_age` (shorter than the version's own lifetime, so a
+    version gone from the store cannot make an old copy look current). One store read per
+    request instead of the database's join: an in-process dict on the embedded store, one GET on
+    Redis."""
+
+    VERSION_TTL = 30 * 86400
+    _by_database: dict[str, AttributeCache] = {}
+    _registry_lock = threading.Lock()
+
+    def __init__(self, store: Any, *, size: int = 100_000, max_age: float = 3600.0) -> None:
+        from collections import OrderedDict
+
+        self.store = store
+        self.size = size
+        self.max_age = max_age
+        self._copies: OrderedDict[str, tuple[Any, float, dict[str, VerifiedAttribute]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_database(cls, db: Database, store: Any) -> AttributeCache:
+        """One cache per database in a process, whichever NIXA instance writes: two instances
+        on one database in one process (a CLI beside a server, the tests' second worker) each
+        see what the other changed even with in-process stores that they do not share."""
+        from sqlalchemy import event
+
+        with cls._registry_lock:
+            cache = cls._by_database.get(db.url)
+            if cache is None:
+                cache = cls._by_database[db.url] = cls(store)
+        event.listen(db.sessions, "after_flush", cache._collect)
+        event.listen(db.sessions, "after_commit", cache._publish)
+        event.listen(db.sessions, "after_rollback", lambda s: s.info.pop("nixa_people_changed", None))
+        return cache
+
+    @staticmethod
+    def _collect(session: Any, _flush: Any) -> None:
+        changed = session.info.setdefault("nixa_people_changed", set())
+        for obj in (*session.new, *session.dirty, *session.deleted):
+            if isinstance(obj, PersonAttribute):
+                changed.add(obj.person_id)
+            elif isinstance(obj, Person):
+                changed.add(obj.id)
+
+    def _publish(self, session: Any) -> None:
+        for person_id in session.info.pop("nixa_people_changed", ()):
+            self.changed(person_id)
+
+    def changed(self, person_id: str) -> None:
+        """After the commit that changed the person (the ORM event calls it; a bulk statement
+        that bypasses the unit of work calls it itself)."""
+        self.store.put(f"pv:{person_id}", secrets.token_urlsafe(9), self.VERSION_TTL)
+        with self._lock:
+            self._copies.pop(person_id, None)
+
+    def get(self, person_id: str, load: Callable[[str], dict[str, VerifiedAttribute]]) -> dict[str, VerifiedAttribute]:
+        version = self.store.get(f"pv:{person_id}")
+        now = time.monotonic()
+        copy = self._copies.get(person_id)
+        if copy is not None and copy[0] == version and now - copy[1] < self.max_age:
+            return copy[2]
+        attrs = load(person_id)
+        with self._lock:
+            self._copies[person_id] = (version, now, attrs)
+            self._copies.move_to_end(person_id)
+            while len(self._copies) > self.size:
+                self._copies.popitem(last=False)
+        return attrs
+
+
 class People:
     def __init__(self, db: Database, events: Events, pairwise_key: bytes, clock: Callable[[], float] = time.time,
                  passwords: PasswordHasher | None = None, sealer: Any = None) -> None:
         self.db = db
+        self.cache: AttributeCache | None = None  # idp/app.py gives it the shared store
         self.sealer = sealer  # keys/sealing.py: a merge seals the authenticator app it moves again
         self.events = events
         self._pairwise_key = pairwise_key
@@ -140,7 +220,13 @@ class People:
             self._store_attributes(s, person_id, attributes)
 
     def attributes(self, person_id: str) -> dict[str, VerifiedAttribute]:
-        # One round trip (UserInfo's hot path): the person row joined with its attributes.
+        """A person's verified attributes (a copy the caller must not change)."""
+        if self.cache is not None:
+            return self.cache.get(person_id, self._load_attributes)
+        return self._load_attributes(person_id)
+
+    def _load_attributes(self, person_id: str) -> dict[str, VerifiedAttribute]:
+        # One round trip: the person row joined with its attributes.
         with self.db.session() as s:
             rows = s.execute(
                 select(Person.national_id, Person.updated_at, PersonAttribute)
@@ -249,6 +335,7 @@ class People:
             elif holder is None:
                 with self.db.session() as s:
                     s.execute(update(Person).where(Person.id == person_id).values(national_id=nid, updated_at=self.clock()))
+                self._changed(person_id)  # a bulk statement: the unit of work's event does not see it
         level = int(assertion.loa if loa is None else loa)
         try:
             with self.db.session() as s:
@@ -324,9 +411,15 @@ class People:
             s.execute(delete(PersonAttribute).where(PersonAttribute.person_id == source))
             s.execute(delete(Consent).where(Consent.person_id == source))
             s.execute(delete(Person).where(Person.id == source))
+        self._changed(source, into)
         self.events.emit("identity.merged", person_id=into, ip=ip, data={"merged_from": source, "reason": reason,
                                                                          "second_factors_moved": moved})
         return moved
+
+    def _changed(self, *person_ids: str) -> None:
+        if self.cache is not None:
+            for person_id in person_ids:
+                self.cache.changed(person_id)
 
     def links(self, person_id: str) -> list[LinkedIdentity]:
         with self.db.session() as s:

@@ -6,6 +6,8 @@ response parameters MUST NOT be included more than once.
 
 from __future__ import annotations
 
+import re
+
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -33,6 +35,9 @@ class BadRequest(Exception):
         self.error = entry.error
 
 
+_SPACE = re.compile(r"\s")
+
+
 def parse_params(raw: bytes | str, *, max_length: int, source: str = "request") -> dict[str, str]:
     if isinstance(raw, bytes):
         try:
@@ -58,7 +63,7 @@ def parse_params(raw: bytes | str, *, max_length: int, source: str = "request") 
         if value == "":
             continue  # sent without a value: treated as omitted
         if name in REPEATABLE:
-            if any(ch.isspace() for ch in value):
+            if _SPACE.search(value):
                 raise BadRequest("resource_has_space", name=name)
             params[name] = f"{params[name]} {value}" if name in params else value
             continue

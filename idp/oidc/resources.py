@@ -7,6 +7,8 @@ that the grants stamp on the token. Without `resource` a token is for NIXA's Use
 
 from __future__ import annotations
 
+import re
+
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -48,11 +50,14 @@ def userinfo_audience(issuer: str) -> str:
     return f"{issuer}/userinfo"
 
 
+_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\s]")  # one scan in C, not two generators per character
+
+
 def check_identifier(value: str) -> str | None:
     """RFC 8707 §2: an absolute URI without a fragment. Returns the reason it is not one."""
     if not isinstance(value, str) or not value or len(value) > MAX_IDENTIFIER:
         return "a resource must be an absolute URI of at most 512 characters"
-    if any(ch.isspace() for ch in value) or any(ord(ch) < 0x21 for ch in value):
+    if _SPACE_OR_CONTROL.search(value):
         return "a resource must not contain spaces or control characters"
     try:
         parts = urlsplit(value)

@@ -202,3 +202,22 @@ def test_revoke_removes_a_key_at_once_and_the_next_one_signs(nixa, http, browser
         event = s.scalars(select(AuditEvent).where(AuditEvent.type == "key.revoked").order_by(AuditEvent.id.desc())).first()
     assert event.data["kid"] == compromised and event.data["now_active"] == next_key
     assert CliRunner().invoke(cli, ["keys", "revoke", compromised], env=env).exit_code == 2
+
+
+def test_a_remembered_signature_covers_only_those_exact_bytes_and_its_algorithm(database_url, master_key):
+    """The ring remembers tokens it verified (UserInfo and introspection see the same bearer
+    token again and again); an attacker gains nothing from a verified token: another payload or
+    signature under the same header is checked afresh, and a caller limiting the algorithms is
+    not answered from what another caller allowed."""
+    r = ring(database_url, master_key)
+    token = r.sign({"iss": "x", "n": 1}, "ES256")
+    assert r.verify(token).claims["n"] == 1 and r.verify(token).claims["n"] == 1
+    header, payload, signature = token.split(".")
+    forged_payload = base64.urlsafe_b64encode(b'{"iss":"x","n":2}').decode().rstrip("=")
+    for forged in (f"{header}.{forged_payload}.{signature}", f"{header}.{payload}.{signature[:-4]}AAAA"):
+        with pytest.raises(Exception):
+            r.verify(forged)
+    with pytest.raises(Exception):
+        r.verify(token, algs=("EdDSA",))
+    r.verify(token).claims["n"] = 99  # a caller changing its copy changes nobody else's
+    assert r.verify(token).claims["n"] == 1

@@ -161,6 +161,23 @@ def test_revoked_on_a_fails_introspection_and_userinfo_on_b_at_once(topology):
     assert rp_b.get("/userinfo", headers={"Authorization": f"Bearer {access}"}).status_code == 401
 
 
+def test_an_attribute_changed_elsewhere_is_released_by_both_workers_at_once(topology):
+    """Each worker answers UserInfo from its own copy of the person's attributes: a change
+    committed by a third process (this one, on the same PostgreSQL and Redis) is what A and B
+    release at their very next request, not an hour later."""
+    from connectors.base import VerifiedAttribute
+
+    nixa = topology.nixa
+    client, citizen = register_client(nixa), make_citizen(nixa)
+    (a,) = topology.doors("a")
+    rp_a, rp_b = topology.backchannel("a"), topology.backchannel("b")
+    bearer = {"Authorization": f"Bearer {code_flow(a, rp_a, client, citizen)['access_token']}"}
+    assert rp_a.get("/userinfo", headers=bearer).json()["name"] == rp_b.get("/userinfo", headers=bearer).json()["name"]
+    nixa.people.store_attributes(citizen.person_id, {"name": VerifiedAttribute("name", "Lê Văn Đổi", "population", time.time() + 1)})
+    assert rp_a.get("/userinfo", headers=bearer).json()["name"] == "Lê Văn Đổi"
+    assert rp_b.get("/userinfo", headers=bearer).json()["name"] == "Lê Văn Đổi"
+
+
 def test_client_address_is_nginx_s_not_the_client_s_own_claim(topology):
     """NIXA records the address nginx saw (X-Forwarded-For from the trusted proxy, read from the
     right); an X-Forwarded-For the client writes itself is not believed."""
