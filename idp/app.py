@@ -256,7 +256,10 @@ class SecurityHeaders:
 def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) -> FastAPI:
     settings = settings or Settings()
     nixa = nixa or Nixa(settings)
-    app = FastAPI(title="NIXA", docs_url=None, redoc_url=None, openapi_url=None)
+    # No OpenTelemetry from FastAPI: NIXA's figures are its own Prometheus metrics (idp/ops.py),
+    # and the telemetry check cost every request three environment lookups.
+    app = FastAPI(title="NIXA", docs_url=None, redoc_url=None, openapi_url=None,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.nixa = nixa
 
     from idp.login.routes import router as login_router

@@ -153,12 +153,40 @@ def discovery_document(nixa: Any) -> dict:
 CACHE_PUBLIC = {"Cache-Control": "public, max-age=300"}
 
 
-def _cacheable(request: Request, body: bytes, etag: str, media_type: str) -> Response:
-    """Pre-encoded bytes with their ETag; 304 when the client already holds them (RFC 9110 §13.1.2)."""
-    headers = {**CACHE_PUBLIC, "ETag": etag}
-    if etag in request.headers.get("if-none-match", "").replace(" ", "").split(","):
-        return Response(status_code=304, headers=headers)
-    return Response(body, media_type=media_type, headers=headers)
+class Document:
+    """A public document (discovery, JWKS) as ready-made ASGI answers: the 200 with its body and
+    the 304 (RFC 9110 §13.1.2), headers encoded once. Built once per body (a new key-ring
+    generation makes a new one); a request only compares its If-None-Match and sends."""
+
+    def __init__(self, body: bytes, etag: str, media_type: str) -> None:
+        self.etag = etag
+        common = [(b"cache-control", CACHE_PUBLIC["Cache-Control"].encode()), (b"etag", etag.encode())]
+        self.full = (200, [*common, (b"content-type", media_type.encode()), (b"content-length", str(len(body)).encode())], body)
+        self.unchanged = (304, common, b"")
+
+    def answer(self, scope: dict) -> Any:
+        status, headers, body = self.full
+        for name, value in scope["headers"]:
+            if name == b"if-none-match":
+                if self.etag in value.decode("latin-1").replace(" ", "").split(","):
+                    status, headers, body = self.unchanged
+                break
+
+        async def send_it(scope: dict, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": status, "headers": list(headers)})
+            await send({"type": "http.response.body", "body": body})
+
+        return send_it
+
+
+@functools.lru_cache(maxsize=8)
+def _document(body: bytes, etag: str, media_type: str) -> Document:
+    return Document(body, etag, media_type)
+
+
+def _cacheable(request: Request, body: bytes, etag: str, media_type: str) -> Any:
+    """Pre-encoded bytes with their ETag; 304 when the client already holds them."""
+    return _document(body, etag, media_type).answer(request.scope)
 
 
 def _discovery_response(request: Request, nixa: Any) -> Response:
