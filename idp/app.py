@@ -110,6 +110,15 @@ class Nixa:
 
     # ---- grants and consent ----------------------------------------------------------------
 
+    @property
+    def works_in_memory(self) -> bool:
+        """Every lookup of the hot paths is this process's memory (the embedded default): their
+        handlers run on the event loop, without a threadpool hop that cost twice their work. On
+        Redis a lookup is a round trip, which must not stall the loop: they keep the threadpool."""
+        from idp.store.ephemeral import MemoryStore
+
+        return isinstance(self.store, MemoryStore)
+
     def ensure_grant(self, ctx: Any, client: ClientModel, scope: str) -> None:
         """The grant row is created when its first token is issued (code redemption)."""
         with self.db.session() as s:

@@ -3,6 +3,7 @@ access log and the metrics subscribe. Nobody writes audit rows or counters by ha
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -101,6 +102,49 @@ class Event:
     at: float = field(default_factory=time.time)
 
 
+# Events appended while a list is set here are not waited for by `append` (which would block the
+# thread it runs on, the event loop's for a handler that runs there): their commit is awaited by
+# `deferred_audit` before the answer leaves, so nothing a client is told escapes the audit log.
+_deferred: contextvars.ContextVar[list | None] = contextvars.ContextVar("nixa_deferred_audit", default=None)
+
+
+class _LoopSignal:
+    """The writer thread's "committed" for a caller on the event loop: a future resolved there."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self.loop = asyncio.get_running_loop()
+        self.future = self.loop.create_future()
+
+    def set(self) -> None:
+        self.loop.call_soon_threadsafe(lambda: self.future.done() or self.future.set_result(None))
+
+
+class deferred_audit:
+    """`with deferred_audit() as audit: …sync work…` then `await audit.committed()`: the work's
+    audit events committed (or the writer's error raised), without a thread waiting for them."""
+
+    def __enter__(self) -> deferred_audit:
+        self.pending: list = []
+        self._token = _deferred.set(self.pending)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _deferred.reset(self._token)
+
+    async def committed(self, timeout: float = 10.0) -> None:
+        import asyncio
+
+        for signal, outcome in self.pending:
+            try:
+                await asyncio.wait_for(asyncio.shield(signal.future), timeout)
+            except asyncio.TimeoutError:
+                raise RuntimeError("the audit log did not commit in time") from None
+            if outcome and outcome[0] is not None:
+                raise outcome[0]
+
+
 _EVENTS = AuditEvent.__table__
 # Built once: SQLAlchemy's statement construction is a good part of a small batch's cost.
 _TAIL = select(_EVENTS.c.id, _EVENTS.c.hash, _EVENTS.c.type).order_by(_EVENTS.c.id.desc()).limit(1)
@@ -142,14 +186,19 @@ class AuditLog:
         self._closed = False
 
     def append(self, event: Event) -> None:
-        done = threading.Event()
+        pending = _deferred.get()
+        done: Any = threading.Event() if pending is None else _LoopSignal()
         outcome: list = []
+        if pending is not None:
+            pending.append((done, outcome))
         with self._cond:
             self._queue.append((event, done, outcome))
             if self._writer is None or not self._writer.is_alive():
                 self._writer = threading.Thread(target=self._run, name="nixa-audit-writer", daemon=True)
                 self._writer.start()
             self._cond.notify()
+        if pending is not None:
+            return  # the caller awaits it (`deferred_audit`) before its answer leaves
         if not done.wait(self.timeout):
             raise RuntimeError("the audit log did not commit in time")
         if outcome and outcome[0] is not None:

@@ -222,12 +222,37 @@ async def jwks(request: Request, nixa: Any) -> Response:
 # ---- token, introspection, revocation ---------------------------------------------------------------
 
 
+async def off_loop(nixa: Any, inline: bool, fn: Any, *args: Any) -> Any:
+    """A hot path's synchronous work. In the threadpool, unless `inline` and every lookup it
+    makes is in this process's memory (Nixa.works_in_memory): then on the event loop, its audit
+    events committed by the writer thread while the loop goes on, and awaited before the answer
+    leaves (idp/events.py deferred_audit), as a thread would have waited for them."""
+    if not (inline and nixa.works_in_memory):
+        return await run_in_threadpool(fn, *args)
+    from idp.events import deferred_audit
+
+    with deferred_audit() as audit:
+        result = fn(*args)
+    await audit.committed()
+    return result
+
+
+def _secret_client_credentials(req: NixaRequest) -> bool:
+    """A client_credentials request from a client authenticating with its secret: nothing in it
+    reaches the network or writes the database but the audit (a client assertion may make NIXA
+    fetch the client's jwks_uri; the other grants write grants and refresh tokens)."""
+    form = req.form
+    return (form.get("grant_type") == "client_credentials" and "client_assertion" not in form
+            and ("client_secret" in form or req.headers.get("authorization", "")[:6].lower() == "basic "))
+
+
 @hot.route("/token", "POST")
 async def token(request: Request, nixa: Any) -> Response:
     from idp.oidc.server import token_response
 
     req = await oauth_request(request, nixa)
-    return await run_in_threadpool(token_response, nixa, req, lambda response: _token_failed(nixa, req, response))
+    return await off_loop(nixa, _secret_client_credentials(req), token_response, nixa, req,
+                          lambda response: _token_failed(nixa, req, response))
 
 
 def _token_failed(nixa: Any, req: NixaRequest, response: Response) -> None:
@@ -247,7 +272,8 @@ def _token_failed(nixa: Any, req: NixaRequest, response: Response) -> None:
 @hot.route("/introspect", "POST")
 async def introspect(request: Request, nixa: Any) -> Response:
     req = await oauth_request(request, nixa)
-    return await run_in_threadpool(nixa.server.create_endpoint_response, "introspection", req)
+    # Inline for a client authenticating with its secret (an assertion may fetch its jwks_uri).
+    return await off_loop(nixa, "client_assertion" not in req.form, nixa.server.create_endpoint_response, "introspection", req)
 
 
 @hot.route("/revoke", "POST")
@@ -322,7 +348,7 @@ async def userinfo_get(request: Request, nixa: Any) -> Response:
         return _bearer_error(exc.reason)
     if not token_value:
         return _no_token()
-    return await run_in_threadpool(_userinfo, nixa, token_value)
+    return await off_loop(nixa, True, _userinfo, nixa, token_value)
 
 
 @hot.route("/userinfo", "POST")
@@ -340,7 +366,7 @@ async def userinfo_post(request: Request, nixa: Any) -> Response:
     token_value = token_value or form.get("access_token")
     if not token_value:
         return _no_token()
-    return await run_in_threadpool(_userinfo, nixa, token_value)
+    return await off_loop(nixa, True, _userinfo, nixa, token_value)
 
 
 # ---- pushed authorization requests (RFC 9126) ---------------------------------------------------------
