@@ -19,9 +19,9 @@ from idp.store.models import AdminRole, Person
 class Role(StrEnum):
     SUPER_ADMIN = "super-admin"  # everything, including who holds which role
     CLIENT_ADMIN = "client-admin"  # agency apps: onboarding, changes, secrets, registration tokens
-    CONNECTOR_ADMIN = "connector-admin"  # identity sources (their routes come with the connector admin)
+    CONNECTOR_ADMIN = "connector-admin"  # identity sources: configure, enable, disable, test
     SUPPORT = "support"  # citizens: search, view, lock, unlink, revoke, merge (each with a reason)
-    AUDITOR = "auditor"  # read-only: the audit trail, its chain, the apps and the roles
+    AUDITOR = "auditor"  # read-only: the audit trail, its chain, the apps, the connectors, the keys and the roles
 
 
 ALL = frozenset(Role)
@@ -31,6 +31,11 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "registration.write": frozenset({Role.SUPER_ADMIN, Role.CLIENT_ADMIN}),
     "people.read": frozenset({Role.SUPER_ADMIN, Role.SUPPORT}),
     "people.write": frozenset({Role.SUPER_ADMIN, Role.SUPPORT}),
+    "connectors.read": frozenset({Role.SUPER_ADMIN, Role.CONNECTOR_ADMIN, Role.AUDITOR}),
+    "connectors.write": frozenset({Role.SUPER_ADMIN, Role.CONNECTOR_ADMIN}),
+    # The signing keys are the federation's root of trust: only a super-admin changes them.
+    "keys.read": frozenset({Role.SUPER_ADMIN, Role.AUDITOR}),
+    "keys.write": frozenset({Role.SUPER_ADMIN}),
     "audit.read": frozenset({Role.SUPER_ADMIN, Role.AUDITOR}),
     "roles.read": frozenset({Role.SUPER_ADMIN, Role.AUDITOR}),
     "roles.write": frozenset({Role.SUPER_ADMIN}),
