@@ -391,3 +391,34 @@ def test_the_super_admin_sees_the_keys_and_rotates_them(desks, nixa) -> None:  #
     assert rotated[-1]["actor"]["person_id"] == op.person_id and rotated[-1]["before"] == before
     r = b.post(CONSOLE + "/keys/rotate", data={"alg": "HS256", "csrf": csrf_of(page.text)})
     assert r.status_code == 400 and 'role="alert"' in r.text
+
+
+def test_the_callback_checks_the_id_token_it_receives(app, nixa, http) -> None:  # noqa: ANN001
+    """OIDC Core §3.1.3.7 on the console's side: another app's ID token, or one without the
+    nonce this sign-in sent, finishes nothing."""
+    from admin.console_signin import SignInFailed, check_id_token
+    from tests.conftest import make_citizen
+
+    client = register_client(nixa)
+    with TestClient(app, base_url="http://testserver", follow_redirects=False) as b:
+        tokens = code_flow(b, http, client, make_citizen(nixa), nonce="n-0S6_WzA2Mj")
+    with pytest.raises(SignInFailed):
+        check_id_token(nixa, tokens["id_token"], "n-0S6_WzA2Mj")  # the right nonce, but not the console's token
+    op = new_operator(nixa, Role.AUDITOR)
+    from tests.admin.operators import console_sign_in
+
+    console = console_sign_in(app, op)  # its nonce is the helper's own, not this one
+    with pytest.raises(SignInFailed):
+        check_id_token(nixa, console["id_token"], "another-nonce")
+    with pytest.raises(SignInFailed):
+        check_id_token(nixa, console["id_token"][:-4] + "AAAA", "another-nonce")
+
+
+def test_a_sign_in_started_in_one_browser_cannot_finish_in_another(app) -> None:  # noqa: ANN001
+    with TestClient(app, base_url="http://testserver", follow_redirects=False) as first, \
+            TestClient(app, base_url="http://testserver", follow_redirects=False) as second:
+        r = first.get(CONSOLE + "/login")
+        state = parse_qs(urlsplit(r.headers["location"]).query)["state"][0]
+        second.get(CONSOLE + "/login")  # a browser id of its own
+        r = second.get(CONSOLE + "/callback", params={"code": "x", "state": state})
+        assert r.status_code == 400 and "Phiên đăng nhập đã hết hạn" in r.text
