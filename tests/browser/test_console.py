@@ -171,3 +171,28 @@ def test_a_client_admin_onboards_an_app_in_the_console_and_the_app_signs_a_citiz
         assert time.time() < deadline, "the app was never told the citizen was locked"
         time.sleep(0.5)
     assert chromium.find_elements(By.CSS_SELECTOR, "form[action='/login']")
+
+
+def test_every_console_page_is_accessible_and_fits_a_small_phone(chromium, live) -> None:  # noqa: ANN001
+    """A super-admin's every area, in both languages: axe finds nothing serious, and each page
+    works at 320 px (wide tables scroll in their own region)."""
+    from tests.browser.conftest import assert_fits, phone_screen
+
+    nixa = live.nixa
+    wait = WebDriverWait(chromium, 20)
+    admin = new_operator(nixa, Role.SUPER_ADMIN)
+    chromium.delete_all_cookies()
+    chromium.get(live.url + "/help?lang=vi")
+    chromium.add_cookie({"name": CONSOLE_COOKIE, "value": _console_sign_in_over_http(live, admin), "path": "/", "httpOnly": True,
+                         "sameSite": "Strict"})
+    pages = ["/", "/apps", "/apps/new", "/apps/nixa-admin-console", f"/people?name=C%C3%A1n+b%E1%BB%99&reason=Ki%E1%BB%83m+tra",
+             f"/people/{admin.person_id}?reason=Ki%E1%BB%83m+tra", "/audit", "/connectors", "/keys"]
+    for lang in ("vi", "en"):
+        chromium.get(f"{live.url}{CONSOLE}/?lang={lang}")
+        for path in pages:
+            chromium.get(live.url + CONSOLE + path)
+            wait.until(ec.presence_of_element_located((By.TAG_NAME, "h1")))
+            assert chromium.find_element(By.TAG_NAME, "html").get_attribute("lang") == lang
+            assert_accessible(chromium, f"{path} ({lang})")
+            with phone_screen(chromium):
+                assert_fits(chromium, f"{path} ({lang})")
