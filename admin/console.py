@@ -91,6 +91,12 @@ class Visit:
                 for path, key, permission in AREAS if self.may(permission)]
 
 
+def known_notice(v: Visit, prefix: str) -> str | None:
+    """The `notice` of the query, when it names a text of this page (never an arbitrary key)."""
+    name = v.request.query_params.get("notice") or ""
+    return name if name.replace("_", "").isalpha() and v.t(prefix + name) != prefix + name else None
+
+
 def page(v: Visit, template: str, status: int = 200, **ctx: Any) -> Response:
     return render(v.request, template, v.t, status=status, visit=v, csrf=v.csrf, nav=v.nav(), when=when, console=CONSOLE_PATH,
                   roles=sorted(r.value for r in v.admin.roles), **ctx)
