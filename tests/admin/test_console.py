@@ -422,3 +422,34 @@ def test_a_sign_in_started_in_one_browser_cannot_finish_in_another(app) -> None:
         second.get(CONSOLE + "/login")  # a browser id of its own
         r = second.get(CONSOLE + "/callback", params={"code": "x", "state": state})
         assert r.status_code == 400 and "Phiên đăng nhập đã hết hạn" in r.text
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("get", "/people/" + "x" * 200 + "?reason=kiểm tra", None),
+    ("get", "/apps/" + "y" * 200, None),
+    ("get", "/apps/no-such-app/edit", None),
+    ("get", "/audit?since=2026-13-45T99:99", None),
+    ("get", "/audit?since=2026-12-02T10:00&until=2026-12-01T10:00", None),
+    ("get", "/audit/export.csv?event=%00", None),
+    ("get", "/people?reason=kiểm+tra+lỗi&phone=not-a-phone", None),
+    ("post", "/keys/no-such-kid/retire", {}),
+    ("post", "/connectors/no-such-source/test", {}),
+    ("post", "/apps/no-such-app/secret", {"overlap": "12"}),
+    ("post", "/apps/no-such-app/edit", {"redirect_uris": "https://x.example.vn/cb"}),
+    ("post", "/people/no-such-person/unlink", {"reason": "kiểm tra lỗi", "link_id": "z" * 40}),
+    ("post", "/apps/new", {"client_id": "", "redirect_uris": "\x00", "nixa_code_ttl": "9" * 40}),
+])
+def test_odd_input_answers_a_page_never_a_server_error(desks, method, path, body) -> None:  # noqa: ANN001
+    b, _ = desks[Role.SUPER_ADMIN]
+    if method == "get":
+        r = b.get(CONSOLE + path)
+    else:
+        r = b.post(CONSOLE + path, data={**body, "csrf": csrf_of(b.get(CONSOLE + "/").text)})
+    assert 400 <= r.status_code < 500, (path, r.status_code, r.text[:300])
+    assert r.headers["content-type"].startswith("text/html") and 'role="alert"' in r.text
+
+
+def test_a_form_that_is_not_a_form_answers_a_page(desks) -> None:  # noqa: ANN001
+    b, _ = desks[Role.SUPER_ADMIN]
+    r = b.post(CONSOLE + "/apps/new", content=b'{"client_id": "x"}', headers={"content-type": "application/json"})
+    assert 400 <= r.status_code < 500 and r.headers["content-type"].startswith("text/html")
