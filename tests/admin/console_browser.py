@@ -43,6 +43,9 @@ def sign_in(app, op: Operator, *, next_path: str = CONSOLE + "/", totp: bool = T
     assert r.status_code == 303 and "/admin/console/callback?" in r.headers["location"], (r.status_code, r.headers.get("location"))
     r = b.get(local(r.headers["location"]))
     assert r.status_code == 303, r.text[:500]
+    cookie = r.headers["set-cookie"].lower()  # the tokens stay on the server; the cookie only unseals them
+    assert cookie.startswith("nixa_console=") and "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
+    assert "eyj" not in cookie  # no JWT in it
     assert r.headers["location"] == next_path
     return b
 

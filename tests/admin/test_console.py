@@ -453,3 +453,18 @@ def test_a_form_that_is_not_a_form_answers_a_page(desks) -> None:  # noqa: ANN00
     b, _ = desks[Role.SUPER_ADMIN]
     r = b.post(CONSOLE + "/apps/new", content=b'{"client_id": "x"}', headers={"content-type": "application/json"})
     assert 400 <= r.status_code < 500 and r.headers["content-type"].startswith("text/html")
+
+
+def test_a_console_session_lasts_as_long_as_its_access_token(app, nixa) -> None:  # noqa: ANN001
+    import time
+
+    from tests.admin.operators import console_sign_in
+
+    op = new_operator(nixa, Role.AUDITOR)
+    tokens = console_sign_in(app, op)
+    cookie = ConsoleSessions(nixa).open(tokens["access_token"], tokens["id_token"], 1)  # as if it had one second left
+    with TestClient(app, base_url="http://testserver", follow_redirects=False, cookies={CONSOLE_COOKIE: cookie}) as b:
+        assert b.get(CONSOLE + "/audit").status_code == 200
+        time.sleep(1.6)
+        r = b.get(CONSOLE + "/audit")
+        assert r.status_code == 303 and r.headers["location"] == CONSOLE + "/login?next=%2Fadmin%2Fconsole%2Faudit"
