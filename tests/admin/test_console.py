@@ -468,3 +468,12 @@ def test_a_console_session_lasts_as_long_as_its_access_token(app, nixa) -> None:
         time.sleep(1.6)
         r = b.get(CONSOLE + "/audit")
         assert r.status_code == 303 and r.headers["location"] == CONSOLE + "/login?next=%2Fadmin%2Fconsole%2Faudit"
+
+
+def test_the_console_cookie_is_host_bound_on_https() -> None:
+    from types import SimpleNamespace
+
+    from admin.console_signin import console_cookie
+
+    assert console_cookie(SimpleNamespace(settings=SimpleNamespace(secure_cookies=True))) == "__Host-nixa_console"
+    assert console_cookie(SimpleNamespace(settings=SimpleNamespace(secure_cookies=False))) == "nixa_console"
