@@ -4,7 +4,8 @@ Its own FastAPI application mounted into NIXA's (idp/app.py): its own OpenAPI do
 errors everywhere ({"error", "error_description"}), and no route of the citizen-facing app
 changed. Routes are thin: they check the caller (admin/auth.py) and the caller's role for the
 operation (admin/roles.py), then call the services the CLI calls too (admin/apps.py,
-admin/people.py, admin/audit.py, admin/registration.py). Routes are plain `def`: the services
+admin/people.py, admin/audit.py, admin/registration.py, admin/connector_admin.py,
+keys/service.py). The connector and key routes live in admin/api_connectors.py and admin/api_keys.py. Routes are plain `def`: the services
 do blocking database work, so they run in the threadpool."""
 
 from __future__ import annotations
@@ -228,7 +229,8 @@ PersonId = Annotated[str, Path(max_length=32)]
 
 def create_admin_api(nixa: Any) -> FastAPI:
     api = FastAPI(title="NIXA admin API", version="1", openapi_url="/openapi.json", docs_url=None, redoc_url=None,
-                  description="Administration of the NIXA federation: agency apps, people and incidents, the audit trail, roles. "
+                  description="Administration of the NIXA federation: agency apps, people and incidents, connectors (identity "
+                              "sources), signing keys, the audit trail, roles. "
                               "Bearer access tokens for the resource " + API_PATH + " (RFC 8707), from the admin console's "
                               "sign-in at substantial or higher.",
                   responses={code: {"model": Error, "description": v["description"]} for code, v in ERROR_RESPONSES.items()})
@@ -327,6 +329,13 @@ def create_admin_api(nixa: Any) -> FastAPI:
     @api.post("/people/merge", response_model=PersonSummary, tags=["people"])
     def merge_people(admin: HelpsPeople, body: MergeRequest) -> Any:
         return support.merge(admin.actor(), body.source, body.into, body.reason)
+
+    # ---- connectors and signing keys (their own modules) ----------------------------------------
+
+    from admin import api_connectors, api_keys
+
+    api_connectors.install(api, nixa)
+    api_keys.install(api, nixa)
 
     # ---- audit --------------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import concurrent.futures
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.declaration import changed_keys, options, public_view
+from connectors.declaration import changed_keys, form, options, public_view
 from connectors.registry import CONNECTOR_TYPES
 
 HEALTH_TIMEOUT = 5.0
@@ -37,8 +37,9 @@ class UnknownConnector(LookupError):
 
 
 def types() -> list[dict[str, Any]]:
-    """Every connector type with its declared options (for forms and `nixa connectors describe`)."""
-    return [{"type": t, "options": [o.as_dict() for o in options(t)]} for t in sorted(CONNECTOR_TYPES)]
+    """Every connector type with its declared options (for `nixa connectors describe`) and the
+    same as a JSON Schema object (`form`, for the admin API's and the console's forms)."""
+    return [{"type": t, "options": [o.as_dict() for o in options(t)], "form": form(t)} for t in sorted(CONNECTOR_TYPES)]
 
 
 def _view(stored: Any, health: dict[str, Any] | None = None) -> ConnectorView:

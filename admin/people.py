@@ -16,6 +16,7 @@ from sqlalchemy import String, cast, func, select
 
 from admin.service import AdminRefused, check_reason, not_found, record
 from idp.account import service as account
+from idp.identity import factors
 from idp.identity import status as id_status
 from idp.store.models import Consent, Grant, LinkedIdentity, Person, PersonAttribute
 
@@ -194,19 +195,32 @@ class Support:
 
     def merge(self, actor: dict[str, Any], source: str, into: str, reason: str | None) -> dict[str, Any]:
         """Two records of one human: `source` is folded into `into` (links, accounts, grants,
-        attributes, the verified national ID when `into` has none); `source`'s sessions end."""
+        attributes, the verified national ID when `into` has none, and the second factors:
+        passkeys, the authenticator app, recovery codes); `source`'s sessions end. Refused when
+        both have an authenticator app: the person removes one first, rather than NIXA
+        dropping either without a word."""
         reason = check_reason(reason)
         if source == into:
             raise AdminRefused(400, "invalid_request", "a person cannot be merged into themselves")
         src, dst = self._summary(source), self._summary(into)
         if src["national_id"] and dst["national_id"] and src["national_id"] != dst["national_id"]:
             raise AdminRefused(409, "conflict", "the two persons have different verified national IDs: they are two people")
-        id_status.end_sessions_and_grants(self.nixa, source, "admin_merged")
         with self.nixa.db.session() as s:
-            both = s.scalars(select(Consent).where(Consent.person_id == source)).all()
-            consents = len(both)
-        self.nixa.people.merge(source=source, into=into, reason=reason, ip=actor.get("ip"))
+            conflict = factors.merge_conflict(s, source, into)
+            consents = len(s.scalars(select(Consent).where(Consent.person_id == source)).all())
+        if conflict:
+            raise AdminRefused(409, "conflict", "both persons have an authenticator app: the person removes one on their "
+                                                "account page first (a person has one), then merge")
+        before = {"source": {**src, "devices": account.second_factors_json(self.nixa, source)},
+                  "into": {**dst, "devices": account.second_factors_json(self.nixa, into)}}
+        id_status.end_sessions_and_grants(self.nixa, source, "admin_merged")
+        try:
+            moved = self.nixa.people.merge(source=source, into=into, reason=reason, ip=actor.get("ip"))
+        except factors.FactorConflict as exc:  # an app confirmed in the meantime
+            raise AdminRefused(409, "conflict", str(exc)) from None
         after = self._summary(into)
-        record(self.nixa, actor, "person.merge", into, before={"source": src, "into": dst}, after={**after, "consents_dropped": consents},
+        record(self.nixa, actor, "person.merge", into, before=before,
+               after={**after, "devices": account.second_factors_json(self.nixa, into), "second_factors_moved": moved,
+                      "consents_dropped": consents},
                person_id=into, reason=reason, support=True)
         return after

@@ -7,6 +7,7 @@ The convention, for every connector type: the class names its configuration data
 From that one declaration:
 - `options(type)` lists the keys (name, kind, required, default, secret, doc) for the CLI, the
   admin API's forms and the README;
+- `form(type)` describes the same keys as a JSON Schema object, for the admin API's forms;
 - `check(type, config)` refuses unknown keys, values of the wrong kind and missing required
   keys before anything is written, naming each key;
 - `public_view` and `merge_secrets` make secrets write-only: they are never shown back (only
@@ -125,6 +126,43 @@ def options(type_name: str) -> tuple[Option, ...]:
         doc = str(f.metadata.get("doc") or docs.get(f.name) or "")
         out.append(Option(f.name, _kind(hints.get(f.name, str)), required, default, f.name in secrets, doc))
     return tuple(out)
+
+
+_SCHEMA_OF_KIND: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"},
+    "integer": {"type": "integer"},
+    "number": {"type": "number"},
+    "boolean": {"type": "boolean"},
+    "list": {"type": "array", "items": {"type": "string"}},
+    "mapping": {"type": "object"},
+    "level": {"type": "string", "enum": [level.name.lower() for level in LevelOfAssurance]},
+    "key": {"type": ["object", "string"], "description": "A JWK (object) or a PEM (string)"},
+}
+
+
+def form(type_name: str) -> dict[str, Any]:
+    """The type's configuration as a JSON Schema (2020-12) object: one property per declared
+    key with its kind, default and doc; secrets `writeOnly` (and without a default); no other
+    key allowed. What a form generator needs, and what `check` enforces."""
+    properties: dict[str, Any] = {}
+    for option in options(type_name):
+        shown = option.as_dict()
+        prop = {**_SCHEMA_OF_KIND[option.kind], "title": option.name}
+        if option.doc:
+            prop["description"] = option.doc
+        if option.secret:
+            prop["writeOnly"] = True
+            if option.kind == "string":
+                prop["format"] = "password"
+        elif shown["default"] is not None:
+            prop["default"] = shown["default"]
+        properties[option.name] = prop
+    out: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False,
+                           "required": [o.name for o in options(type_name) if o.required]}
+    spelled = aliases(type_name)
+    if spelled:
+        out["x-aliases"] = dict(spelled)
+    return out
 
 
 def aliases(type_name: str) -> Mapping[str, str]:

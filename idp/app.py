@@ -82,7 +82,7 @@ class Nixa:
         self.resources = ResourceRegistry(self.db, settings.issuer)  # agency APIs (RFC 8707), idp/oidc/resources.py
         self.people = People(self.db, self.events, self.stable["pairwise-subject"], clock,
                              passwords=password_hasher(settings.password_memory_kib, settings.password_time_cost,
-                                                       settings.password_parallelism))
+                                                       settings.password_parallelism), sealer=self.sealer)
         self.tokens = TokenService(settings, self.db, self.store, self.keys, self.events, clock,
                                    person_key=self.stable["access-token-person"], clients=self.clients)
         # One throttle service for every secret check and every message sent (idp/store/throttle.py).
@@ -292,6 +292,10 @@ def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) ->
     from admin.console import router as console_router  # the admin web console, over the same services
 
     app.include_router(console_router)
+    from idp.hot import HotPaths
+    from idp.oidc.endpoints import hot
+
+    app.add_middleware(HotPaths, routes=hot)  # innermost: inside the security headers and the request context
     app.add_middleware(SecurityHeaders, hsts=nixa.settings.issuer.startswith("https://"))
     from pathlib import Path
 
@@ -314,7 +318,7 @@ def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) ->
         if api:
             error = "invalid_request" if exc.status_code == 405 else "not_found"
             return JSONResponse({"error": error, "error_description": str(exc.detail)}, status_code=exc.status_code,
-                                headers={"Cache-Control": "no-store"})
+                                headers={"Cache-Control": "no-store", **(exc.headers or {})})  # a 405's Allow (RFC 9110 §15.5.6)
         from idp.login.pages import message, translator
 
         key = "error_not_found" if exc.status_code == 404 else "error_bad_request"

@@ -9,9 +9,9 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from idp.audit_chain import CHECKPOINT_TYPE, GENESIS, AuditKeys, ChainCheck, ChainReport, Checkpoint, Checkpoints
@@ -101,6 +101,15 @@ class Event:
     at: float = field(default_factory=time.time)
 
 
+_EVENTS = AuditEvent.__table__
+
+
+class _Tail(NamedTuple):
+    id: int
+    hash: str
+    type: str
+
+
 class AuditLog:
     """Append-only, chained under the audit key (idp/audit_chain.py), with group commit and
     signed checkpoints.
@@ -172,37 +181,39 @@ class AuditLog:
                 done.set()
 
     def _write(self, events: list[Event], *, force_checkpoint: bool = False) -> None:
+        # SQLAlchemy Core, one INSERT … RETURNING per table and batch: the ORM's unit of work
+        # (an object and its identity-map bookkeeping per row) cost more than the rows' SQL.
         with self._write_lock, self.db.session() as s:
             if self.db.dialect == "postgresql":
                 s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": self._PG_LOCK})
-            tail = s.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(1)).first()
+            tail = s.execute(select(_EVENTS.c.id, _EVENTS.c.hash, _EVENTS.c.type).order_by(_EVENTS.c.id.desc()).limit(1)).first()
+            prev = tail.hash if tail else GENESIS
+            rows, access = [], []
             for event in events:
-                tail = self._chained(event, tail.hash if tail else GENESIS)
-                s.add(tail)
+                row = self._chained(event, prev)
+                rows.append(row)
+                prev = row["hash"]
                 if event.type == "claims.released" and event.person_id and event.client_id:
-                    s.add(
-                        AccessLogEntry(
-                            person_id=event.person_id,
-                            client_id=event.client_id,
-                            at=event.at,
-                            claims=list(event.data.get("claims", [])),
-                            channel=str(event.data.get("channel", "")),
-                        )
-                    )
+                    access.append({"person_id": event.person_id, "client_id": event.client_id, "at": event.at,
+                                   "claims": list(event.data.get("claims", [])), "channel": str(event.data.get("channel", ""))})
                 elif event.type in SUPPORT_EVENTS and event.person_id and isinstance(event.data.get("support"), dict):
                     support = event.data["support"]
-                    s.add(AccessLogEntry(person_id=event.person_id, client_id=ADMIN_CONSOLE_CLIENT_ID, at=event.at,
-                                         claims=[f"support_{support.get('action')}", str(support.get("reason", ""))[:500]],
-                                         channel="support"))
+                    access.append({"person_id": event.person_id, "client_id": ADMIN_CONSOLE_CLIENT_ID, "at": event.at,
+                                   "claims": [f"support_{support.get('action')}", str(support.get("reason", ""))[:500]],
+                                   "channel": "support"})
+            if rows:
+                ids = s.execute(insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True), rows).scalars().all()
+                tail = _Tail(ids[-1], rows[-1]["hash"], rows[-1]["type"])
+            if access:
+                s.execute(insert(AccessLogEntry.__table__), access)
             if tail is not None and tail.type != CHECKPOINT_TYPE:
-                s.flush()  # the ids of this batch
                 self._checkpoint_if_due(s, tail, force_checkpoint)
 
-    def _chained(self, event: Event, prev: str) -> AuditEvent:
-        return AuditEvent(at=event.at, type=event.type, person_id=event.person_id, client_id=event.client_id, ip=event.ip,
-                          data=event.data, prev_hash=prev, hash=self.keys.chain_value(prev, event))
+    def _chained(self, event: Event, prev: str) -> dict[str, Any]:
+        return {"at": event.at, "type": event.type, "person_id": event.person_id, "client_id": event.client_id, "ip": event.ip,
+                "data": event.data, "prev_hash": prev, "hash": self.keys.chain_value(prev, event)}
 
-    def _checkpoint_if_due(self, s: Session, tail: AuditEvent, force: bool) -> None:
+    def _checkpoint_if_due(self, s: Session, tail: Any, force: bool) -> None:
         now = time.time()
         if not force and self._latest is not None and not self.checkpoints.due(self._latest, tail.id, now):
             return
@@ -214,7 +225,7 @@ class AuditLog:
         count = counted + s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.id > since, AuditEvent.id <= tail.id))
         checkpoint = Checkpoint(tail.id, tail.hash, count, now, self.checkpoints.issuer)
         data = {"jws": self.checkpoints.sign(checkpoint), "event_id": tail.id, "count": count}
-        s.add(self._chained(Event(CHECKPOINT_TYPE, data=data, at=now), tail.hash))
+        s.execute(insert(_EVENTS), [self._chained(Event(CHECKPOINT_TYPE, data=data, at=now), tail.hash)])
         self._latest = checkpoint
 
     def _stored_checkpoint(self, s: Session) -> Checkpoint | None:

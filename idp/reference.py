@@ -50,6 +50,16 @@ def claims_markdown() -> str:
         "`/token` for `client_credentials`), naming the scopes, e.g. "
         "`Scope(s) not allowed for this client: national_id roles` ([errors](errors.md), `scope_not_allowed`).",
         "",
+        "## Allowed claims: fewer than the scopes release",
+        "",
+        "An app registered with `nixa_allowed_claims` (a list of the claim names below) receives those "
+        "claims and no others, whatever its scopes, a request's `scope` or its `claims` parameter ask "
+        "for (a `*_verified` claim comes with the claim it qualifies); `sub` is always released. The "
+        "consent page lists exactly those claims, and the citizen's access log records what was sent. "
+        "Without the field, an app receives everything its granted scopes release. A name that is not "
+        "in this catalogue is refused at registration (`invalid_client_metadata`), so a typo cannot "
+        "silently withhold a claim: `\"nixa_allowed_claims\": [\"name\", \"birthdate\"]`.",
+        "",
     ]
     for scope, names in SCOPE_CLAIMS.items():
         lines += [f"## `{scope}`", "", "| claim | type | format | example | source |", "| --- | --- | --- | --- | --- |"]

@@ -8,6 +8,7 @@ account holds it, for test and demo accounts): an app must treat every claim as 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,18 +97,35 @@ ID_TOKEN_CLAIMS: tuple[tuple[str, str], ...] = (
 )
 
 
-def release(attrs: dict[str, VerifiedAttribute], scopes: set[str], *, national_id_allowed: bool) -> dict[str, Any]:
-    """The claims `scopes` release from a person's verified attributes (UserInfo's body)."""
+def permitted(name: str, allowed: Collection[str] | None) -> bool:
+    """Whether an app limited to `allowed` claims (its nixa_allowed_claims; None: no limit) may
+    receive `name`. A `*_verified` claim follows the claim it qualifies."""
+    if allowed is None:
+        return True
+    return name in allowed or (name.endswith("_verified") and name[: -len("_verified")] in allowed)
+
+
+def releasable(scopes: set[str], *, national_id_allowed: bool, allowed: Collection[str] | None = None) -> list[str]:
+    """The claim names `scopes` may release to an app, in catalogue order (the consent page
+    shows these: never more than UserInfo will send)."""
+    names = {n for sc in scopes if sc != "national_id" or national_id_allowed for n in SCOPE_CLAIMS.get(sc, ())}
+    return [c.name for c in CLAIMS if c.name in names and permitted(c.name, allowed)]
+
+
+def release(attrs: dict[str, VerifiedAttribute], scopes: set[str], *, national_id_allowed: bool,
+            allowed: Collection[str] | None = None) -> dict[str, Any]:
+    """The claims `scopes` release from a person's verified attributes (UserInfo's body), within
+    the app's `allowed` claims (nixa_allowed_claims) whatever the scopes ask for."""
     out: dict[str, Any] = {}
     for scope in scopes:
         if scope == "national_id" and not national_id_allowed:
             continue
         for name in SCOPE_CLAIMS.get(scope, ()):
-            if name in attrs:
+            if name in attrs and permitted(name, allowed):
                 out[name] = claim_value(name, attrs[name].value)
     # Sources store only what they verified; local (test/demo) accounts are self-asserted.
     for name in ("phone_number", "email"):
-        if name in out and f"{name}_verified" not in out:
+        if name in out and f"{name}_verified" not in out and permitted(f"{name}_verified", allowed):
             out[f"{name}_verified"] = attrs[name].source != "local"
     return out
 

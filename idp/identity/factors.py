@@ -37,6 +37,7 @@ from connectors.base import LevelOfAssurance
 from idp.identity import notify
 from idp.store.models import RecoveryCode, TotpFactor
 from keys.sealing import Sealer, place
+from sqlalchemy.orm import Session
 
 TOTP_METHOD = "totp"
 RECOVERY_METHOD = "recovery-code"
@@ -219,11 +220,52 @@ def recovery_codes_left(nixa: Any, person_id: str) -> int:
 
 def _spend_recovery_code(nixa: Any, person_id: str, code: str) -> str | None:
     with nixa.db.session() as s:
+        # Codes that came with a merge keep the hash made for the person they were given to.
+        bound = s.scalars(select(RecoveryCode.bound_to).where(RecoveryCode.person_id == person_id, RecoveryCode.bound_to.is_not(None),
+                                                              RecoveryCode.used_at.is_(None)).distinct()).all()
+        hashes = [_recovery_hash(nixa, binding, code) for binding in {person_id, *bound}]
         spent = s.execute(update(RecoveryCode)
-                          .where(RecoveryCode.person_id == person_id, RecoveryCode.code_hash == _recovery_hash(nixa, person_id, code),
-                                 RecoveryCode.used_at.is_(None))
+                          .where(RecoveryCode.person_id == person_id, RecoveryCode.code_hash.in_(hashes), RecoveryCode.used_at.is_(None))
                           .values(used_at=nixa.clock())).rowcount
     return None if spent == 1 else "wrong_code"
+
+
+# ---- a merge of two persons ----------------------------------------------------------------------
+
+
+class FactorConflict(ValueError):
+    """Both persons of a merge have an active authenticator app: a person has one, so one of
+    them is removed first (by the person, on the account page) rather than either lost silently."""
+
+
+def merge_conflict(s: Session, source: str, into: str) -> bool:
+    src, dst = s.get(TotpFactor, source), s.get(TotpFactor, into)
+    return bool(src and src.confirmed_at is not None and dst and dst.confirmed_at is not None)
+
+
+def move_on_merge(s: Session, sealer: Sealer, source: str, into: str) -> dict[str, Any]:
+    """Inside the merge's transaction (idp/identity/people.py): the source's authenticator app
+    moves to `into`, sealed again (its associated data names the row's person) with its last
+    accepted step, so no code is accepted twice; its recovery codes move still bound to the
+    person they were made for (their keyed hash names that person). An enrolment never
+    confirmed is not a factor: it is dropped. The caller has refused a merge_conflict first."""
+    moved: dict[str, Any] = {"authenticator_app": False}
+    src, dst = s.get(TotpFactor, source), s.get(TotpFactor, into)
+    if src is not None:
+        if src.confirmed_at is not None:
+            secret = sealer.open(src.secret_sealed, _aad(source))
+            if dst is not None:  # the target's unconfirmed enrolment gives way to a working app
+                s.delete(dst)
+            s.delete(src)
+            s.flush()
+            s.add(TotpFactor(person_id=into, secret_sealed=sealer.seal(secret, _aad(into)), created_at=src.created_at,
+                             confirmed_at=src.confirmed_at, last_step=src.last_step))
+            moved["authenticator_app"] = True
+        else:
+            s.delete(src)
+    moved["recovery_codes"] = s.execute(update(RecoveryCode).where(RecoveryCode.person_id == source).values(
+        person_id=into, bound_to=func.coalesce(RecoveryCode.bound_to, source))).rowcount
+    return moved
 
 
 # ---- the second step of a sign-in, and the reset after a re-proof --------------------------------

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from webauthn import (
     generate_authentication_options,
@@ -129,6 +129,15 @@ def credentials(nixa: Any, person_id: str) -> list[PasskeyView]:
         rows = s.scalars(select(WebAuthnCredential).where(WebAuthnCredential.person_id == person_id)
                          .order_by(WebAuthnCredential.created_at)).all()
         return [PasskeyView(r.id, r.name, r.loa, r.created_at, r.last_used_at, r.flagged_at) for r in rows]
+
+
+def move_on_merge(s: Any, source: str, into: str) -> int:
+    """Inside the merge's transaction (idp/identity/people.py): every passkey of `source` is
+    `into`'s now, the same rows (a credential id is the primary key: moved, never copied),
+    remembering whose user handle the authenticator holds."""
+    col = WebAuthnCredential
+    return s.execute(update(col).where(col.person_id == source).values(
+        person_id=into, user_handle_of=func.coalesce(col.user_handle_of, source))).rowcount
 
 
 def registration_level(nixa: Any, session: Any) -> int | None:
@@ -251,10 +260,10 @@ def verify_sign_in(nixa: Any, rid: str, browser: str, credential_json: str, *, i
         raise _refuse(nixa, "passkey_invalid", person_id=None, ip=ip, action="sign_in") from None
     with nixa.db.session() as s:
         row = s.get(WebAuthnCredential, data["id"])
-        stored = (row.person_id, row.public_key, row.sign_count, row.loa, row.flagged_at) if row else None
+        stored = (row.person_id, row.public_key, row.sign_count, row.loa, row.flagged_at, row.user_handle_of) if row else None
     if stored is None:
         raise _refuse(nixa, "passkey_unknown", person_id=None, ip=ip, action="sign_in", credential=data["id"][:64])
-    person_id, public_key, count, loa, flagged_at = stored
+    person_id, public_key, count, loa, flagged_at, handle_of = stored
     if flagged_at is not None:
         raise _refuse(nixa, "passkey_flagged", person_id=person_id, ip=ip, action="sign_in", credential=data["id"])
     rp_id, origin = relying_party(nixa)
@@ -265,7 +274,8 @@ def verify_sign_in(nixa: Any, rid: str, browser: str, credential_json: str, *, i
                                                   expected_origin=origin, credential_public_key=public_key,
                                                   credential_current_sign_count=0, require_user_verification=True)
         handle = data.get("response", {}).get("userHandle")
-        if handle and base64url_to_bytes(handle) != user_handle(nixa, person_id):
+        # A passkey moved here by a merge still carries the user handle it was registered with.
+        if handle and base64url_to_bytes(handle) != user_handle(nixa, handle_of or person_id):
             raise ValueError("user handle of another person")
     except (WebAuthnException, ValueError, KeyError, TypeError, AttributeError):
         raise _refuse(nixa, "passkey_invalid", person_id=person_id, ip=ip, action="sign_in", credential=data["id"]) from None

@@ -12,7 +12,7 @@ import os
 import threading
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from sqlalchemy import delete, select, update
 
 from connectors.base import Assertion, LevelOfAssurance, VerifiedAttribute
 from idp.events import Events
-from idp.identity.claims import SCOPE_CLAIMS, claim_value, release
+from idp.identity.claims import claim_value, releasable, release
 from idp.store.db import Database
 from idp.store.models import (
     Consent,
@@ -85,8 +85,9 @@ class Resolution:
 
 class People:
     def __init__(self, db: Database, events: Events, pairwise_key: bytes, clock: Callable[[], float] = time.time,
-                 passwords: PasswordHasher | None = None) -> None:
+                 passwords: PasswordHasher | None = None, sealer: Any = None) -> None:
         self.db = db
+        self.sealer = sealer  # keys/sealing.py: a merge seals the authenticator app it moves again
         self.events = events
         self._pairwise_key = pairwise_key
         self.clock = clock
@@ -161,17 +162,19 @@ class People:
         with self.db.session() as s:
             return s.get(Person, person_id)
 
-    def claims(self, person_id: str, scopes: set[str], *, national_id_allowed: bool) -> dict[str, Any]:
-        return release(self.attributes(person_id), scopes, national_id_allowed=national_id_allowed)
+    def claims(self, person_id: str, scopes: set[str], *, national_id_allowed: bool,
+               allowed: Collection[str] | None = None) -> dict[str, Any]:
+        return release(self.attributes(person_id), scopes, national_id_allowed=national_id_allowed, allowed=allowed)
 
-    def verified_claims(self, person_id: str, scopes: set[str], *, national_id_allowed: bool) -> list[dict[str, Any]]:
+    def verified_claims(self, person_id: str, scopes: set[str], *, national_id_allowed: bool,
+                        allowed: Collection[str] | None = None) -> list[dict[str, Any]]:
         """OpenID Connect for Identity Assurance 1.0 `verified_claims`: the claims the scopes
         release, grouped by the source that verified them, each with its verification time.
         Self-asserted values (local test accounts) are never presented as verified."""
         import datetime as dt
 
         attrs = self.attributes(person_id)
-        names = {n for sc in scopes if sc != "national_id" or national_id_allowed for n in SCOPE_CLAIMS.get(sc, ())}
+        names = set(releasable(scopes, national_id_allowed=national_id_allowed, allowed=allowed))
         groups: dict[str, dict[str, Any]] = {}
         for name in sorted(names):
             attr = attrs.get(name)
@@ -293,13 +296,20 @@ class People:
         self.events.emit("identity.unlinked", person_id=person_id, ip=ip, data={"connector": connector})
         return True
 
-    def merge(self, *, source: str, into: str, reason: str, ip: str | None = None) -> None:
+    def merge(self, *, source: str, into: str, reason: str, ip: str | None = None) -> dict[str, Any]:
         """Move everything of `source` to `into` and delete `source`; a verified national ID
-        moves with it when `into` has none (admin/people.py refuses two different ones)."""
+        moves with it when `into` has none (admin/people.py refuses two different ones). The
+        second factors move too (passkeys, the authenticator app, recovery codes: factors.py,
+        passkeys.py), so the person keeps signing in with them, as `into`; returns what moved.
+        Raises factors.FactorConflict (nothing changed) when both have an authenticator app."""
+        from idp.identity import factors, passkeys
+
         with self.db.session() as s:
             src, dst = s.get(Person, source), s.get(Person, into)
             if src is None or dst is None or source == into:
                 raise ValueError("two different, existing persons are needed")
+            if factors.merge_conflict(s, source, into):
+                raise factors.FactorConflict("both persons have an authenticator app: the person removes one first")
             moved_id, src.national_id = src.national_id, None
             s.flush()  # the unique national ID is free before `into` takes it
             if moved_id and not dst.national_id:
@@ -307,13 +317,16 @@ class People:
             s.execute(update(LinkedIdentity).where(LinkedIdentity.person_id == source).values(person_id=into))
             s.execute(update(LocalAccount).where(LocalAccount.person_id == source).values(person_id=into))
             s.execute(update(Grant).where(Grant.person_id == source).values(person_id=into))
+            moved = {"passkeys": passkeys.move_on_merge(s, source, into), **factors.move_on_merge(s, self.sealer, source, into)}
             for attr in s.scalars(select(PersonAttribute).where(PersonAttribute.person_id == source)).all():
                 if s.get(PersonAttribute, (into, attr.name)) is None:
                     s.add(PersonAttribute(person_id=into, name=attr.name, value=attr.value, source=attr.source, verified_at=attr.verified_at))
             s.execute(delete(PersonAttribute).where(PersonAttribute.person_id == source))
             s.execute(delete(Consent).where(Consent.person_id == source))
             s.execute(delete(Person).where(Person.id == source))
-        self.events.emit("identity.merged", person_id=into, ip=ip, data={"merged_from": source, "reason": reason})
+        self.events.emit("identity.merged", person_id=into, ip=ip, data={"merged_from": source, "reason": reason,
+                                                                         "second_factors_moved": moved})
+        return moved
 
     def links(self, person_id: str) -> list[LinkedIdentity]:
         with self.db.session() as s:

@@ -110,6 +110,26 @@ def staff_interaction(request: Request, rid: str) -> Response:
     return _show_step(request, nixa, pending, t, staff=True)
 
 
+def _consent_items(client: Any, granted: set[str], t: Any) -> list[tuple[str, list[str] | None]]:
+    """What the consent page lists: (scope, None) to describe a scope, or (scope, claim names)
+    for an app limited by nixa_allowed_claims, which is shown exactly the claims it can receive
+    (a scope of which it may receive nothing is not shown at all)."""
+    from idp.identity.claims import SCOPE_CLAIMS, releasable
+
+    allowed = client.allowed_claims
+    items: list[tuple[str, list[str] | None]] = []
+    for scope in ("openid", "profile", "email", "phone", "address", "national_id", "roles", "verified_claims", "offline_access"):
+        if scope not in granted:
+            continue
+        if allowed is None or scope not in SCOPE_CLAIMS:
+            items.append((scope, None))
+            continue
+        names = [n for n in releasable({scope}, national_id_allowed=True, allowed=allowed) if not n.endswith("_verified")]
+        if names:
+            items.append((scope, [t(f"claim_{n}") if t(f"claim_{n}") != f"claim_{n}" else n for n in names]))
+    return items
+
+
 def _show_step(request: Request, nixa: Any, pending: flow.Pending, t: Any, error: str | None = None, status: int = 200,
                failed: str | None = None, staff: bool = False) -> Response:
     """The sign-in step: the consent page, or the method chooser. `failed` names the connector
@@ -123,8 +143,7 @@ def _show_step(request: Request, nixa: Any, pending: flow.Pending, t: Any, error
     csrf = csrf_token(nixa.csrf_key, bid, pending.rid)
     if flow.session_satisfies(nixa, pending, session):
         if flow.needs_consent(nixa, pending, session):
-            scopes = [s for s in ("openid", "profile", "email", "phone", "address", "national_id", "roles", "verified_claims", "offline_access")
-                      if s in flow.client_scopes(client, pending)]
+            scopes = _consent_items(client, flow.client_scopes(client, pending), t)
             name = (nixa.people.attributes(session.person_id).get("name") or None)
             links = [(key, client.metadata[key]) for key in ("policy_uri", "tos_uri", "client_uri") if client.metadata.get(key)]
             return render(request, "consent.html", t, rid=pending.rid, csrf=csrf, client_name=client.name, scopes=scopes,

@@ -153,6 +153,12 @@ class ClientModel(ClientMixin):
                                   native=self.metadata.get("application_type") == "native")
 
     @property
+    def allowed_claims(self) -> frozenset[str] | None:
+        """The claims this app may ever receive (nixa_allowed_claims); None: all its scopes release."""
+        allowed = self.metadata.get("nixa_allowed_claims")
+        return None if allowed is None else frozenset(allowed)
+
+    @property
     def pkce_optional(self) -> bool:
         """Legacy confidential clients may be let off PKCE (nixa_pkce_optional); a public client never."""
         return bool(self.metadata.get("nixa_pkce_optional")) and not self.is_public

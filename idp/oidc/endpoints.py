@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from connectors.base import ACR_BY_LEVEL
 from idp.identity.claims import SCOPE_CLAIMS
+from idp.hot import HotRoutes
 from idp.oidc.errors import note, note_client, refusal
 from idp.oidc.params import BadRequest, read_form
 from idp.oidc.grants import AUTH_METHODS
@@ -23,9 +24,11 @@ from idp.oidc.resources import userinfo_audience
 from idp.oidc.tokens import InvalidToken
 
 router = APIRouter()
+hot = HotRoutes()  # the hot paths, answered by exact path in front of the router (idp/hot.py)
 
 
-def get_nixa(request: Request) -> Any:
+async def get_nixa(request: Request) -> Any:
+    # async: FastAPI runs a plain `def` dependency in the threadpool, a hop per request for nothing
     return request.app.state.nixa
 
 
@@ -170,18 +173,18 @@ def _discovery_response(request: Request, nixa: Any) -> Response:
     return _cacheable(request, *cached, "application/json")
 
 
-@router.get("/.well-known/openid-configuration")
-async def openid_configuration(request: Request, nixa: NixaDep) -> Response:
+@hot.route("/.well-known/openid-configuration", "GET")
+async def openid_configuration(request: Request, nixa: Any) -> Response:
     return _discovery_response(request, nixa)
 
 
-@router.get("/.well-known/oauth-authorization-server")
-async def oauth_metadata(request: Request, nixa: NixaDep) -> Response:
+@hot.route("/.well-known/oauth-authorization-server", "GET")
+async def oauth_metadata(request: Request, nixa: Any) -> Response:
     return _discovery_response(request, nixa)
 
 
-@router.get("/jwks")
-async def jwks(request: Request, nixa: NixaDep) -> Response:
+@hot.route("/jwks", "GET")
+async def jwks(request: Request, nixa: Any) -> Response:
     # Served from the worker's cached key-ring view without leaving the event loop; the database
     # is asked (in the threadpool) only when the view is due for its generation check.
     encoded = nixa.keys.encoded_jwks_if_fresh() or await run_in_threadpool(nixa.keys.encoded_jwks)
@@ -191,8 +194,8 @@ async def jwks(request: Request, nixa: NixaDep) -> Response:
 # ---- token, introspection, revocation ---------------------------------------------------------------
 
 
-@router.post("/token")
-async def token(request: Request, nixa: NixaDep) -> Response:
+@hot.route("/token", "POST")
+async def token(request: Request, nixa: Any) -> Response:
     from idp.oidc.server import token_response
 
     req = await oauth_request(request, nixa)
@@ -213,14 +216,14 @@ def _token_failed(nixa: Any, req: NixaRequest, response: Response) -> None:
                      ip=req.remote_addr, data={"error": error, "grant_type": req.form.get("grant_type", "")[:64]})
 
 
-@router.post("/introspect")
-async def introspect(request: Request, nixa: NixaDep) -> Response:
+@hot.route("/introspect", "POST")
+async def introspect(request: Request, nixa: Any) -> Response:
     req = await oauth_request(request, nixa)
     return await run_in_threadpool(nixa.server.create_endpoint_response, "introspection", req)
 
 
-@router.post("/revoke")
-async def revoke(request: Request, nixa: NixaDep) -> Response:
+@hot.route("/revoke", "POST")
+async def revoke(request: Request, nixa: Any) -> Response:
     req = await oauth_request(request, nixa)
     return await run_in_threadpool(nixa.server.create_endpoint_response, "revocation", req)
 
@@ -260,10 +263,13 @@ def _userinfo(nixa: Any, access_token: str) -> Response:
     client = nixa.clients.get(info.client_id)
     if client is None:
         return _bearer_error("client_disabled")
-    claims = nixa.people.claims(info.person_id, info.scope, national_id_allowed=client.may_receive_national_id)
+    # nixa_allowed_claims bounds what any scope releases to this app (its registration, not the request).
+    allowed = client.allowed_claims
+    claims = nixa.people.claims(info.person_id, info.scope, national_id_allowed=client.may_receive_national_id, allowed=allowed)
     body = {"sub": info.claims["sub"], **claims}
     if "verified_claims" in info.scope:
-        verified = nixa.people.verified_claims(info.person_id, info.scope, national_id_allowed=client.may_receive_national_id)
+        verified = nixa.people.verified_claims(info.person_id, info.scope, national_id_allowed=client.may_receive_national_id,
+                                               allowed=allowed)
         if verified:
             body["verified_claims"] = verified
     nixa.release_claims(info.person_id, info.client_id, sorted(body), "userinfo")
@@ -280,19 +286,19 @@ def _bearer_from_header(request: Request) -> str | None:
     return value.strip()
 
 
-@router.get("/userinfo")
-def userinfo_get(request: Request, nixa: NixaDep) -> Response:
+@hot.route("/userinfo", "GET")
+async def userinfo_get(request: Request, nixa: Any) -> Response:
     try:
         token_value = _bearer_from_header(request)
     except BadRequest as exc:
         return _bearer_error(exc.reason)
     if not token_value:
         return _no_token()
-    return _userinfo(nixa, token_value)
+    return await run_in_threadpool(_userinfo, nixa, token_value)
 
 
-@router.post("/userinfo")
-async def userinfo_post(request: Request, nixa: NixaDep) -> Response:
+@hot.route("/userinfo", "POST")
+async def userinfo_post(request: Request, nixa: Any) -> Response:
     try:
         token_value = _bearer_from_header(request)
         form: dict[str, str] = {}

@@ -45,7 +45,9 @@ NIXA_FLAGS = {"nixa_first_party", "nixa_national_id_authorized", "nixa_pkce_opti
 # nixa_*_ttl: this client's token lifetimes in seconds; they only ever shorten the deployment's.
 LIFETIMES = {"nixa_code_ttl": (10, 600), "nixa_access_token_ttl": (30, 86400), "nixa_id_token_ttl": (30, 86400),
              "nixa_refresh_token_ttl": (60, 365 * 86400)}
-NIXA_FIELDS = NIXA_FLAGS | {"nixa_minimum_acr"} | set(LIFETIMES)
+# nixa_allowed_claims: the claims (idp/identity/claims.py names) this app may ever receive,
+# whatever its scopes or a request ask for; absent: everything its scopes release.
+NIXA_FIELDS = NIXA_FLAGS | {"nixa_minimum_acr", "nixa_allowed_claims"} | set(LIFETIMES)
 # Standard metadata NIXA would only store and never act on: refused with the reason, rather
 # than accepted and silently ignored.
 NOT_ACTED_ON = {
@@ -184,6 +186,7 @@ def validate_metadata(raw: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(scope, str):
         raise InvalidClientMetadata("scope: a space-separated string")
     _check_levels(md)
+    _check_allowed_claims(md)
     for flag in ("require_pushed_authorization_requests", "backchannel_logout_session_required", *NIXA_FLAGS):
         if flag in md and not isinstance(md[flag], bool):
             raise InvalidClientMetadata(f"{flag}: true or false")
@@ -212,6 +215,26 @@ def _check_levels(md: dict[str, Any]) -> None:
     minimum = md.get("nixa_minimum_acr")
     if minimum is not None and minimum not in LEVEL_BY_ACR:
         raise InvalidClientMetadata(f"nixa_minimum_acr: one of {supported}")
+
+
+def _check_allowed_claims(md: dict[str, Any]) -> None:
+    """nixa_allowed_claims names claims of the catalogue, each once: a typo would otherwise
+    silently withhold a claim the agency meant to receive."""
+    from idp.identity.claims import CLAIMS
+
+    allowed = md.get("nixa_allowed_claims")
+    if allowed is None:
+        return
+    if not isinstance(allowed, list) or not all(isinstance(c, str) for c in allowed):
+        raise InvalidClientMetadata("nixa_allowed_claims: a list of claim names")
+    known = {c.name for c in CLAIMS}
+    unknown = sorted({c for c in allowed if c not in known})
+    if unknown:
+        raise InvalidClientMetadata(f"nixa_allowed_claims: unknown claim(s) {', '.join(unknown)[:300]} "
+                                    f"(known: {', '.join(sorted(known))}; `sub` is always released)")
+    if len(set(allowed)) != len(allowed):
+        raise InvalidClientMetadata("nixa_allowed_claims: each claim once")
+    md["nixa_allowed_claims"] = sorted(allowed)
 
 
 def _check_jwks(jwks: Any) -> None:

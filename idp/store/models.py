@@ -300,6 +300,9 @@ class WebAuthnCredential(Base):
     created_at: Mapped[float] = mapped_column(Float, default=now)
     last_used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     flagged_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The person whose WebAuthn user handle the authenticator holds (it was registered as theirs,
+    # then moved here by a merge); None: this row's person.
+    user_handle_of: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class TotpFactor(Base):
@@ -324,6 +327,8 @@ class RecoveryCode(Base):
     code_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[float] = mapped_column(Float, default=now)
     used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The person the keyed hash was made for (moved here by a merge); None: this row's person.
+    bound_to: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class AdminRole(Base):

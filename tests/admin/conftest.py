@@ -19,3 +19,29 @@ def run(var_dir, database_url, master_key, nixa):  # noqa: ANN001, ANN201
         return runner.invoke(app, list(args), env=env, input=input, catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture(scope="module")
+def own_app(tmp_path_factory, master_key):  # noqa: ANN001, ANN201
+    """A NIXA of its own, on a database of its own (a new PostgreSQL database in the scale-out
+    run), for tests whose changes must not reach the session's shared app: connectors a test or
+    the fuzzer creates would show in other tests' chooser, keys it rotates or revokes would sign
+    or stop verifying other tests' tokens."""
+    from idp.app import Nixa, create_app
+    from tests.conftest import make_settings
+    from tests.keys.conftest import new_database
+
+    folder = tmp_path_factory.mktemp("own-nixa")
+    with new_database(folder) as url:
+        nixa = Nixa(make_settings(folder, url, master_key))
+        yield create_app(nixa.settings, nixa=nixa)
+        nixa.audit.close()  # its writer would keep writing to a database about to be dropped
+        nixa.db.engine.dispose()
+
+
+@pytest.fixture()
+def own_http(own_app):  # noqa: ANN001, ANN201
+    from starlette.testclient import TestClient
+
+    with TestClient(own_app, base_url="http://testserver", follow_redirects=False) as c:
+        yield c

@@ -31,6 +31,17 @@ OPERATIONS = [
     ("POST", "/people/{person_id}/sessions/revoke", f"/people/{NOBODY}/sessions/revoke", None, R, "people.write"),
     ("POST", "/people/{person_id}/grants/{grant_id}/revoke", f"/people/{NOBODY}/grants/{NOBODY}/revoke", None, R, "people.write"),
     ("POST", "/people/merge", "/people/merge", None, {"source": NOBODY, "into": "1" * 32, **R}, "people.write"),
+    ("GET", "/connectors", "/connectors", {"health": "false"}, None, "connectors.read"),
+    ("GET", "/connector-types", "/connector-types", None, None, "connectors.read"),
+    ("GET", "/connectors/{connector_id}", "/connectors/no-such-source", None, None, "connectors.read"),
+    ("PUT", "/connectors/{connector_id}", "/connectors/no-such-source", None, {"type": "no-such-type", "config": {}}, "connectors.write"),
+    ("POST", "/connectors/{connector_id}/enable", "/connectors/no-such-source/enable", None, None, "connectors.write"),
+    ("POST", "/connectors/{connector_id}/disable", "/connectors/no-such-source/disable", None, None, "connectors.write"),
+    ("POST", "/connectors/{connector_id}/test", "/connectors/no-such-source/test", None, None, "connectors.write"),
+    ("GET", "/keys", "/keys", None, None, "keys.read"),
+    ("POST", "/keys/rotate", "/keys/rotate", None, {"alg": "HS256"}, "keys.write"),
+    ("POST", "/keys/{kid}/retire", "/keys/no-such-kid/retire", None, None, "keys.write"),
+    ("POST", "/keys/{kid}/revoke", "/keys/no-such-kid/revoke", None, R, "keys.write"),
     ("GET", "/audit/events", "/audit/events", {"limit": 1}, None, "audit.read"),
     ("GET", "/audit/export.jsonl", "/audit/export.jsonl", {"event": "no.such.event"}, None, "audit.read"),
     ("GET", "/audit/export.csv", "/audit/export.csv", {"event": "no.such.event"}, None, "audit.read"),
@@ -52,6 +63,10 @@ EXPECTED = {
     "registration.write": {SUPER, CLIENTS},
     "people.read": {SUPER, SUPPORT},
     "people.write": {SUPER, SUPPORT},
+    "connectors.read": {SUPER, CONNECTORS, AUDITOR},
+    "connectors.write": {SUPER, CONNECTORS},
+    "keys.read": {SUPER, AUDITOR},
+    "keys.write": {SUPER},
     "audit.read": {SUPER, AUDITOR},
     "roles.read": {SUPER, AUDITOR},
     "roles.write": {SUPER},
@@ -92,6 +107,11 @@ def test_allowed_calls_reach_the_operation(http, operators):  # noqa: ANN001
     assert http.post(f"/admin/api/people/{NOBODY}/lock", json=R, headers=admin).status_code == 404
     assert http.get("/admin/api/people", params={"national_id": "000000000000", **R}, headers=admin).json() == []
     assert http.delete(f"/admin/api/roles/{NOBODY}/auditor", headers=admin).json() == {"changed": False}
+    assert http.get("/admin/api/connectors/no-such-source", headers=admin).json()["error"] == "not_found"
+    assert http.put("/admin/api/connectors/no-such-source", json={"type": "no-such-type"}, headers=admin).json()["error"] == \
+        "invalid_connector_config"
+    assert http.post("/admin/api/keys/no-such-kid/revoke", json=R, headers=admin).json()["error"] == "not_found"
+    assert http.post("/admin/api/keys/rotate", json={"alg": "HS256"}, headers=admin).status_code == 400
 
 
 def test_the_table_covers_every_operation_of_the_openapi_document(http):  # noqa: ANN001

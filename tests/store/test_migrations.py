@@ -20,7 +20,7 @@ def test_upgrading_from_the_first_schema_keeps_existing_grants(tmp_path) -> None
     with engine.connect() as conn:
         methods = conn.execute(text("SELECT methods FROM grants WHERE id = 'g1'")).scalar_one()
     assert json.loads(methods) == []
-    assert head_revision(url) == "0010"
+    assert head_revision(url) == "0011"
 
 
 PERSON = "INSERT INTO persons (id, status, created_at, updated_at) VALUES ('p1', 'active', 1.0, 1.0)"
