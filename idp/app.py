@@ -304,6 +304,9 @@ def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) ->
     register_admin_resource(nixa)
     app.include_router(registration_router)
     app.mount(API_PATH, create_admin_api(nixa))
+    from admin.console import router as console_router  # the admin web console, over the same services
+
+    app.include_router(console_router)
     from idp.hot import HotPaths
     from idp.oidc.endpoints import hot
 
