@@ -198,8 +198,17 @@ class Nixa:
         """Access log for the citizen. Identical releases within 5 minutes are one entry, so a
         polling app does not flood the citizen's history (and the database)."""
         digest = hashlib.sha256("|".join(sorted(claims)).encode()).hexdigest()[:16]
-        if self.store.add(f"released:{person_id}:{client_id}:{channel}:{digest}", 1, 300):
-            self.events.emit("claims.released", person_id=person_id, client_id=client_id, data={"claims": sorted(claims), "channel": channel})
+        marker = f"released:{person_id}:{client_id}:{channel}:{digest}"
+        if self.store.add(marker, 1, 300):
+            from idp.events import if_not_recorded
+
+            if_not_recorded(lambda: self.store.delete(marker))  # the release's event awaited on the event loop
+            try:
+                self.events.emit("claims.released", person_id=person_id, client_id=client_id,
+                                 data={"claims": sorted(claims), "channel": channel})
+            except BaseException:
+                self.store.delete(marker)  # not recorded: the next release must record itself
+                raise
 
     def client_keys(self, client: ClientModel) -> KeySet:
         """A private_key_jwt client's public keys, from its metadata (jwks) or its jwks_uri,

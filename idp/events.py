@@ -121,12 +121,26 @@ class _LoopSignal:
         self.loop.call_soon_threadsafe(lambda: self.future.done() or self.future.set_result(None))
 
 
+class _Pending(list):
+    undo: list[Callable[[], None]]
+
+
+def if_not_recorded(undo: Callable[[], None]) -> None:
+    """Run `undo` should the events just emitted fail to commit. Emitted without deferral, a
+    failure raised from `emit` itself, and the caller's own `except` does it: nothing to do here."""
+    pending = _deferred.get()
+    if pending is not None:
+        pending.undo.append(undo)
+
+
 class deferred_audit:
     """`with deferred_audit() as audit: …sync work…` then `await audit.committed()`: the work's
-    audit events committed (or the writer's error raised), without a thread waiting for them."""
+    audit events committed (or the writer's error raised, after the work's `if_not_recorded`
+    undo steps), without a thread waiting for them."""
 
     def __enter__(self) -> deferred_audit:
-        self.pending: list = []
+        self.pending = _Pending()
+        self.pending.undo = []
         self._token = _deferred.set(self.pending)
         return self
 
@@ -136,13 +150,18 @@ class deferred_audit:
     async def committed(self, timeout: float = 10.0) -> None:
         import asyncio
 
-        for signal, outcome in self.pending:
-            try:
-                await asyncio.wait_for(asyncio.shield(signal.future), timeout)
-            except asyncio.TimeoutError:
-                raise RuntimeError("the audit log did not commit in time") from None
-            if outcome and outcome[0] is not None:
-                raise outcome[0]
+        try:
+            for signal, outcome in self.pending:
+                try:
+                    await asyncio.wait_for(asyncio.shield(signal.future), timeout)
+                except asyncio.TimeoutError:
+                    raise RuntimeError("the audit log did not commit in time") from None
+                if outcome and outcome[0] is not None:
+                    raise outcome[0]
+        except BaseException:
+            for undo in self.pending.undo:
+                undo()
+            raise
 
 
 _EVENTS = AuditEvent.__table__
