@@ -16,8 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from admin import connector_admin
 from admin.api import operator
 from admin.auth import Admin
-from admin.service import AdminRefused, not_found
-from connectors.declaration import ConfigRefused
+from admin.service import not_found
 
 class Health(BaseModel):
     ok: bool
@@ -56,13 +55,13 @@ class ConnectorSave(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: str = Field(..., min_length=1, max_length=64, description="One of GET /connector-types")
     config: dict[str, Any] = Field(default_factory=dict, description="The declared keys; a secret left out keeps the stored one")
-    loa: Literal["low", "substantial", "high"] = "low"
+    loa: Literal["low", "substantial", "high"] = "low"  # connector_admin.LEVELS
     display_name_vi: str = Field("", max_length=128)
     display_name_en: str = Field("", max_length=128)
     position: int = Field(100, ge=0, le=10_000, description="Order in the sign-in chooser")
 
 
-ConnectorId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+ConnectorId = Annotated[str, Path(min_length=1, max_length=64, pattern=connector_admin.CONNECTOR_ID_PATTERN)]
 
 
 # The caller of a route, by what the route needs (admin/roles.py PERMISSIONS).
@@ -93,18 +92,9 @@ def install(api: FastAPI, nixa: Any) -> None:
     @api.put("/connectors/{connector_id}", response_model=ConnectorView, tags=["connectors"])
     def save_connector(admin: ChangesConnectors, connector_id: ConnectorId, body: ConnectorSave) -> Any:
         """Create, or edit (live: no restart). An edit keeps a disabled connector disabled."""
-        try:
-            view = connector_admin.save(nixa, connector_id, body.type, body.config, actor=admin.actor(), loa=body.loa,
-                                        display_name_vi=body.display_name_vi, display_name_en=body.display_name_en,
-                                        position=body.position, ip=admin.ip)
-        except ConfigRefused as exc:
-            raise AdminRefused(400, "invalid_connector_config", str(exc)[:1000]) from None
-        except KeyError:
-            raise AdminRefused(400, "invalid_connector_config", f"no connector type {body.type!r} (GET /connector-types)") from None
-        except (ValueError, TypeError, LookupError, AttributeError, OSError) as exc:
-            # the connector itself refused the meaning of a value when the registry opened it
-            # (a URL it cannot use, a certificate file that is not there)
-            raise AdminRefused(400, "invalid_connector_config", f"{body.type} connector: {exc}"[:1000]) from None
+        view = connector_admin.save_or_refuse(nixa, connector_id, body.type, body.config, actor=admin.actor(), loa=body.loa,
+                                              display_name_vi=body.display_name_vi, display_name_en=body.display_name_en,
+                                              position=body.position, ip=admin.ip)
         return view.as_dict()
 
     def enabled(admin: Admin, connector_id: str, value: bool) -> Any:

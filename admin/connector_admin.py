@@ -6,13 +6,17 @@ the actor and what changed, before and after (a secret only as "(changed)")."""
 from __future__ import annotations
 
 import concurrent.futures
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.declaration import changed_keys, form, options, public_view
+from admin.service import AdminRefused
+from connectors.declaration import ConfigRefused, changed_keys, form, options, public_view
 from connectors.registry import CONNECTOR_TYPES
 
 HEALTH_TIMEOUT = 5.0
+CONNECTOR_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # at most 64 characters: a path segment and a log field
+LEVELS = ("low", "substantial", "high")
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,25 @@ def save(nixa: Any, connector_id: str, type_name: str, config: dict[str, Any], *
     nixa.events.emit("connector.changed", ip=ip, data={"connector": connector_id, "version": version, "actor": actor,
                                                        "action": "created" if before is None else "edited", "changes": changes})
     return _view(after)
+
+
+def save_or_refuse(nixa: Any, connector_id: str, type_name: str, config: dict[str, Any], **kw: Any) -> ConnectorView:
+    """`save`, its refusals as the admin API and the console answer them: AdminRefused 400
+    `invalid_connector_config` naming the key (or the connector's own objection)."""
+    if len(connector_id) > 64 or not re.match(CONNECTOR_ID_PATTERN, connector_id):
+        raise AdminRefused(400, "invalid_connector_config", "id: letters, digits, '.', '_' or '-' (at most 64), starting with a letter or digit")
+    if str(kw.get("loa", "low")) not in LEVELS:
+        raise AdminRefused(400, "invalid_connector_config", f"loa: one of {', '.join(LEVELS)}")
+    try:
+        return save(nixa, connector_id, type_name, config, **kw)
+    except ConfigRefused as exc:
+        raise AdminRefused(400, "invalid_connector_config", str(exc)[:1000]) from None
+    except KeyError:
+        raise AdminRefused(400, "invalid_connector_config", f"no connector type {type_name!r} (GET /connector-types)") from None
+    except (ValueError, TypeError, LookupError, AttributeError, OSError) as exc:
+        # the connector itself refused the meaning of a value when the registry opened it
+        # (a URL it cannot use, a certificate file that is not there)
+        raise AdminRefused(400, "invalid_connector_config", f"{type_name} connector: {exc}"[:1000]) from None
 
 
 def set_enabled(nixa: Any, connector_id: str, enabled: bool, *, actor: dict[str, Any], ip: str | None = None) -> ConnectorView:
