@@ -7,7 +7,9 @@ The convention, for every connector type: the class names its configuration data
 From that one declaration:
 - `options(type)` lists the keys (name, kind, required, default, secret, doc) for the CLI, the
   admin API's forms and the README;
-- `form(type)` describes the same keys as a JSON Schema object, for the admin API's forms;
+- `form(type)` describes the same keys as a JSON Schema object, for the admin API's and the
+  console's forms (a field's `metadata={"label_vi": ..., "label_en": ...}` becomes its
+  `x-label-vi` / `x-label-en`, the console's labels; without them the key name is the label);
 - `check(type, config)` refuses unknown keys, values of the wrong kind and missing required
   keys before anything is written, naming each key;
 - `public_view` and `merge_secrets` make secrets write-only: they are never shown back (only
@@ -145,6 +147,7 @@ def form(type_name: str) -> dict[str, Any]:
     key with its kind, default and doc; secrets `writeOnly` (and without a default); no other
     key allowed. What a form generator needs, and what `check` enforces."""
     properties: dict[str, Any] = {}
+    labels = _labels(type_name)
     for option in options(type_name):
         shown = option.as_dict()
         prop = {**_SCHEMA_OF_KIND[option.kind], "title": option.name}
@@ -156,6 +159,7 @@ def form(type_name: str) -> dict[str, Any]:
                 prop["format"] = "password"
         elif shown["default"] is not None:
             prop["default"] = shown["default"]
+        prop.update(labels.get(option.name, {}))
         properties[option.name] = prop
     out: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False,
                            "required": [o.name for o in options(type_name) if o.required]}
@@ -163,6 +167,13 @@ def form(type_name: str) -> dict[str, Any]:
     if spelled:
         out["x-aliases"] = dict(spelled)
     return out
+
+
+def _labels(type_name: str) -> dict[str, dict[str, str]]:
+    """The human labels a configuration field declares, by key: {"x-label-vi": ..., "x-label-en": ...}."""
+    config_class = connector_class(type_name).config_class
+    return {f.name: {f"x-label-{lang}": str(f.metadata[f"label_{lang}"]) for lang in ("vi", "en") if f.metadata.get(f"label_{lang}")}
+            for f in dataclasses.fields(config_class)}
 
 
 def aliases(type_name: str) -> Mapping[str, str]:
