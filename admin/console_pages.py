@@ -1,5 +1,5 @@
 """The console's areas: people and incidents, the audit trail, connectors, keys (agency apps:
-admin/console_apps.py).
+admin/console_apps.py; the connector forms: admin/console_connectors.py).
 
 Each route names the permission of the admin API route it mirrors (admin/api.py, and the
 connector and key routes: connectors.read|write, keys.read|write) and calls the service that
@@ -245,9 +245,11 @@ def install_keys(router: APIRouter) -> None:
 
 def install(router: APIRouter) -> None:
     from admin.console_apps import install_apps
+    from admin.console_connectors import install_connector_forms
 
     install_apps(router)
     install_people(router)
     install_audit(router)
+    install_connector_forms(router)  # before /connectors/{id}/…: its /connectors/new is not an id
     install_connectors(router)
     install_keys(router)

@@ -174,6 +174,8 @@ def test_each_role_sees_and_may_open_exactly_its_pages(desks, role) -> None:  # 
     (Role.CLIENT_ADMIN, "/people/nobody/lock", {"reason": WHY}),
     (Role.CONNECTOR_ADMIN, "/audit/verify", {}),
     (Role.AUDITOR, "/connectors/population/disable", {}),
+    (Role.AUDITOR, "/connectors/new", {"type": "telecom_sms", "id": "x", "cfg.base_url": "http://127.0.0.1:9", "cfg.api_key": "k"}),
+    (Role.SUPPORT, "/connectors/population/edit", {"cfg.base_url": "http://127.0.0.1:9"}),
 ])
 def test_an_action_outside_the_role_is_refused_and_changes_nothing(desks, nixa, role, path, form) -> None:  # noqa: ANN001
     b, _ = desks[role]
@@ -477,3 +479,105 @@ def test_the_console_cookie_is_host_bound_on_https() -> None:
 
     assert console_cookie(SimpleNamespace(settings=SimpleNamespace(secure_cookies=True))) == "__Host-nixa_console"
     assert console_cookie(SimpleNamespace(settings=SimpleNamespace(secure_cookies=False))) == "nixa_console"
+
+
+# ---- connector forms, key revocation, merging people ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_desks(own_app):  # noqa: ANN001, ANN201
+    """Console browsers on a NIXA of its own (tests/admin/conftest.py own_app): the connectors these
+    tests create and the keys they revoke never reach the shared app's chooser and JWKS."""
+    out = {}
+    for role in (Role.SUPER_ADMIN, Role.CONNECTOR_ADMIN):
+        op = new_operator(own_app.state.nixa, role)
+        out[role] = (sign_in(own_app, op), op)
+    yield out
+    for b, _ in out.values():
+        b.__exit__(None, None, None)
+
+
+def _connector_events(nixa, cid: str) -> list[dict]:  # noqa: ANN001
+    return [e.data for e in events_for(nixa, type="connector.changed") if e.data.get("connector") == cid]
+
+
+def test_a_connector_admin_creates_a_connector_through_the_form_its_type_declares(own_desks, own_app) -> None:  # noqa: ANN001
+    from connectors.declaration import form
+
+    nixa = own_app.state.nixa
+    b, op = own_desks[Role.CONNECTOR_ADMIN]
+    listed = b.get(CONSOLE + "/connectors").text
+    assert f'href="{CONSOLE}/connectors/new"' in listed
+    picker = b.get(CONSOLE + "/connectors/new")
+    assert picker.status_code == 200 and '<option value="telecom_sms"' in picker.text and "cfg." not in picker.text
+    page = b.get(CONSOLE + "/connectors/new", params={"type": "telecom_sms"}).text
+    declared = form("telecom_sms")["properties"]
+    assert set(re.findall(r'name="cfg\.([^"]+)"', page)) == set(declared)  # one input per declared key, no other
+    assert re.search(r'<input type="password" id="cfg-api_key" name="cfg.api_key" value=""', page)
+    assert re.search(r'<input type="number" step="1" id="cfg-otp_ttl" name="cfg.otp_ttl" value="300"', page)
+    assert re.search(r'<input type="number" step="any" id="cfg-timeout" name="cfg.timeout"', page)
+    assert re.search(r'<select id="cfg-loa" name="cfg.loa">', page) and '<select id="loa" name="loa">' in page
+    assert re.search(r'<label for="cfg-base_url">base_url <span aria-hidden="true">\*</span>', page)  # required
+    assert re.search(r'<label for="cfg-sender">sender</label>', page)  # not required
+    cid, secret = "sms-" + secrets.token_hex(3), "khoa-bi-mat-" + secrets.token_hex(8)
+    body = {"csrf": csrf_of(page), "type": "telecom_sms", "id": cid, "loa": "substantial", "display_name_vi": "Nhà mạng thử",
+            "display_name_en": "Trial operator", "position": "40", "cfg.base_url": "http://127.0.0.1:9", "cfg.api_key": secret,
+            "cfg.otp_ttl": "120", "cfg.timeout": "2.5", "cfg.loa": "low"}
+    r = b.post(CONSOLE + "/connectors/new", data=body)
+    assert r.status_code == 303 and r.headers["location"] == CONSOLE + "/connectors?notice=created", r.text[:1000]
+    stored = nixa.connectors.stored(cid)
+    assert stored.config["api_key"] == secret and stored.config["otp_ttl"] == 120 and stored.config["timeout"] == 2.5
+    assert stored.loa.name.lower() == "substantial" and stored.position == 40 and stored.display_name_en == "Trial operator"
+    after = b.get(local(r.headers["location"])).text
+    assert cid in after and "Đã tạo nguồn định danh" in after and secret not in after
+    [created] = _connector_events(nixa, cid)
+    assert created["action"] == "created" and created["actor"]["person_id"] == op.person_id and created["actor"]["ui"] == "console"
+    assert created["changes"]["api_key"] == "(changed)" and secret not in json.dumps(created)
+    # "new" never overwrites; a key the type does not declare is refused by name; nothing written
+    r = b.post(CONSOLE + "/connectors/new", data={**body, "cfg.api_key": "other"})
+    assert r.status_code == 409 and 'role="alert"' in r.text and nixa.connectors.stored(cid).config["api_key"] == secret
+    other = "sms-" + secrets.token_hex(3)
+    r = b.post(CONSOLE + "/connectors/new", data={**body, "id": other, "cfg.smuggled": "x"})
+    assert r.status_code == 400 and "smuggled" in r.text and nixa.connectors.stored(other) is None
+    assert f'value="{other}"' in r.text and secret not in r.text  # the input kept, the secret never echoed
+    assert len(_connector_events(nixa, cid)) == 1
+
+
+def test_an_edit_keeps_an_empty_secret_and_a_value_of_the_wrong_kind_comes_back_with_its_message(own_desks, own_app) -> None:  # noqa: ANN001
+    nixa = own_app.state.nixa
+    b, op = own_desks[Role.CONNECTOR_ADMIN]
+    cid, secret = "sms-" + secrets.token_hex(3), "giu-nguyen-" + secrets.token_hex(8)
+    nixa.connectors.upsert(cid, "telecom_sms", {"base_url": "http://127.0.0.1:9", "api_key": secret}, loa="low", enabled=False,
+                           display_name_vi="Thử", display_name_en="Trial")
+    assert f'href="{CONSOLE}/connectors/{cid}/edit"' in b.get(CONSOLE + "/connectors").text
+    page = b.get(f"{CONSOLE}/connectors/{cid}/edit")
+    assert page.status_code == 200 and secret not in page.text and 'value="http://127.0.0.1:9"' in page.text
+    assert "Đã có giá trị bí mật" in page.text and 'name="cfg.api_key" value=""' in page.text
+    version = nixa.connectors.stored(cid).version
+    form = {"csrf": csrf_of(page.text), "loa": "low", "display_name_vi": "Thử", "display_name_en": "Trial", "position": "100",
+            "cfg.base_url": "http://127.0.0.1:10", "cfg.api_key": "", "cfg.sender": "GOV"}
+    r = b.post(f"{CONSOLE}/connectors/{cid}/edit", data=form)
+    assert r.status_code == 303 and r.headers["location"] == CONSOLE + "/connectors?notice=saved", r.text[:1000]
+    stored = nixa.connectors.stored(cid)
+    assert stored.config["api_key"] == secret and stored.config["base_url"] == "http://127.0.0.1:10" and stored.config["sender"] == "GOV"
+    assert stored.version > version and not stored.enabled  # live (a new version), still disabled
+    edited = _connector_events(nixa, cid)[-1]
+    assert edited["action"] == "edited" and edited["actor"]["ui"] == "console" and edited["actor"]["person_id"] == op.person_id
+    assert "api_key" not in edited["changes"] and edited["changes"]["sender"] == {"before": None, "after": "GOV"}
+    r = b.post(f"{CONSOLE}/connectors/{cid}/edit", data={**form, "cfg.otp_ttl": "năm phút"})
+    assert r.status_code == 400 and 'role="alert"' in r.text and "`otp_ttl` must be an integer" in r.text
+    assert 'value="năm phút"' in r.text and secret not in r.text and "Traceback" not in r.text
+    assert nixa.connectors.stored(cid).version == stored.version
+    r = b.post(f"{CONSOLE}/connectors/{cid}/edit", data={**form, "cfg.base_url": ""})  # a required key
+    assert r.status_code == 400 and "base_url" in r.text and nixa.connectors.stored(cid).version == stored.version
+
+
+@pytest.mark.parametrize("role", [Role.AUDITOR, Role.SUPPORT])
+def test_an_auditor_or_support_agent_neither_sees_nor_opens_the_connector_forms(desks, nixa, role) -> None:  # noqa: ANN001
+    b, _ = desks[role]
+    if role is Role.AUDITOR:
+        listed = b.get(CONSOLE + "/connectors").text
+        assert "/connectors/new" not in listed and "/edit" not in listed
+    for path in ("/connectors/new", "/connectors/new?type=telecom_sms", "/connectors/population/edit"):
+        r = b.get(CONSOLE + path)
+        assert r.status_code == 403 and "Vai trò của bạn không được dùng" in r.text, (path, r.status_code)
