@@ -19,7 +19,7 @@ from admin import connector_admin
 from admin.audit import AuditFilter, AuditTrail
 from admin.console import CONSOLE_PATH, Visit, get_page, known_notice, notice_page, page, post_action
 from admin.people import Support
-from admin.service import AdminRefused, record
+from admin.service import AdminRefused, check_reason, record
 from idp.login.pages import redirect
 
 PEOPLE, AUDIT, CONNECTORS, KEYS = (CONSOLE_PATH + p for p in ("/people", "/audit", "/connectors", "/keys"))
@@ -225,9 +225,8 @@ def install_keys(router: APIRouter) -> None:
             record(v.nixa, v.actor(), "key.rotate", alg, before=before, after=states(v, alg))
         return redirect(f"{KEYS}?notice=rotated")
 
-    @router.post(KEYS + "/{kid}/retire")
-    @post_action("keys.write")
-    def key_retire(v: Visit, form: dict[str, str], kid: str) -> Response:
+    def leave(v: Visit, kid: str, what: str, act: Any, reason: str | None = None) -> Response:
+        """Retire or revoke, audited as the admin API's POST /keys/{kid}/retire|revoke."""
         from keys.service import UnknownKey
 
         alg = next((k["alg"] for k in ring(v) if k["kid"] == kid), None)
@@ -235,12 +234,30 @@ def install_keys(router: APIRouter) -> None:
             return notice_page(v.request, v.t, "console_not_found", 404, visit=v)
         before = states(v, alg)
         try:
-            done = v.nixa.signing_keys.retire(kid, actor=v.actor())
-        except UnknownKey:
+            done = act()
+        except UnknownKey:  # removed by another worker meanwhile
             return notice_page(v.request, v.t, "console_not_found", 404, visit=v)
         if done.get("changed", True):
-            record(v.nixa, v.actor(), "key.retire", kid, before=before, after=states(v, alg))
-        return redirect(f"{KEYS}?notice=retired")
+            record(v.nixa, v.actor(), what, kid, before=before, after=states(v, alg), reason=reason)
+        return redirect(f"{KEYS}?notice={what.removeprefix('key.')}d")
+
+    @router.post(KEYS + "/{kid}/retire")
+    @post_action("keys.write")
+    def key_retire(v: Visit, form: dict[str, str], kid: str) -> Response:
+        return leave(v, kid, "key.retire", lambda: v.nixa.signing_keys.retire(kid, actor=v.actor()))
+
+    @router.post(KEYS + "/{kid}/revoke")
+    @post_action("keys.write")
+    def key_revoke(v: Visit, form: dict[str, str], kid: str) -> Response:
+        # A compromised key: out of the JWKS at once, and every token it signed stops verifying
+        # (the active key's too), hence a reason and a ticked confirmation.
+        try:
+            reason = check_reason(form.get("reason"))
+            if not form.get("confirm"):
+                raise AdminRefused(400, "invalid_request", v.t("console_key_revoke_confirm_needed"))
+        except AdminRefused as exc:
+            return keys_page(v, error=exc.description, status=exc.status)
+        return leave(v, kid, "key.revoke", lambda: v.nixa.signing_keys.revoke(kid, actor=v.actor(), reason=reason), reason=reason)
 
 
 def install(router: APIRouter) -> None:

@@ -176,6 +176,8 @@ def test_each_role_sees_and_may_open_exactly_its_pages(desks, role) -> None:  # 
     (Role.AUDITOR, "/connectors/population/disable", {}),
     (Role.AUDITOR, "/connectors/new", {"type": "telecom_sms", "id": "x", "cfg.base_url": "http://127.0.0.1:9", "cfg.api_key": "k"}),
     (Role.SUPPORT, "/connectors/population/edit", {"cfg.base_url": "http://127.0.0.1:9"}),
+    (Role.AUDITOR, "/keys/no-such-kid/revoke", {"reason": WHY, "confirm": "yes"}),
+    (Role.CONNECTOR_ADMIN, "/keys/no-such-kid/revoke", {"reason": WHY, "confirm": "yes"}),
 ])
 def test_an_action_outside_the_role_is_refused_and_changes_nothing(desks, nixa, role, path, form) -> None:  # noqa: ANN001
     b, _ = desks[role]
@@ -581,3 +583,25 @@ def test_an_auditor_or_support_agent_neither_sees_nor_opens_the_connector_forms(
     for path in ("/connectors/new", "/connectors/new?type=telecom_sms", "/connectors/population/edit"):
         r = b.get(CONSOLE + path)
         assert r.status_code == 403 and "Vai trò của bạn không được dùng" in r.text, (path, r.status_code)
+
+
+def test_the_super_admin_revokes_a_key_with_a_reason_and_its_kid_leaves_the_jwks(own_desks, own_app, own_http, desks) -> None:  # noqa: ANN001
+    nixa = own_app.state.nixa
+    b, op = own_desks[Role.SUPER_ADMIN]
+    kid = next(k.kid for k in nixa.signing_keys.list() if k.alg == "ES256" and k.state == "pending")  # published, not signing
+    assert kid in {k["kid"] for k in own_http.get("/jwks").json()["keys"]}
+    page = b.get(CONSOLE + "/keys").text
+    assert f"/keys/{kid}/revoke" in page and 'name="confirm"' in page
+    for form, says in (({"confirm": "yes"}, "give a reason"), ({"reason": "ab", "confirm": "yes"}, "give a reason"),
+                       ({"reason": WHY}, "đánh dấu ô xác nhận")):
+        r = b.post(f"{CONSOLE}/keys/{kid}/revoke", data={**form, "csrf": csrf_of(page)})
+        assert r.status_code == 400 and 'role="alert"' in r.text and says in r.text, (form, r.status_code)
+        assert kid in {k["kid"] for k in own_http.get("/jwks").json()["keys"]}
+    why = "Khóa bị lộ: sự cố an ninh số 12"
+    r = b.post(f"{CONSOLE}/keys/{kid}/revoke", data={"reason": why, "confirm": "yes", "csrf": csrf_of(page)})
+    assert r.status_code == 303 and r.headers["location"] == CONSOLE + "/keys?notice=revoked"
+    assert kid not in {k["kid"] for k in own_http.get("/jwks").json()["keys"]}
+    assert kid not in {k.kid for k in nixa.signing_keys.list()}
+    [revoked] = [e.data for e in events_for(nixa, type="admin.changed") if e.data.get("what") == "key.revoke" and e.data.get("target") == kid]
+    assert revoked["reason"] == why and revoked["actor"]["person_id"] == op.person_id and revoked["actor"]["ui"] == "console"
+    assert "/revoke" not in desks[Role.AUDITOR][0].get(CONSOLE + "/keys").text  # read-only for the auditor
