@@ -83,6 +83,8 @@ def install_people(router: APIRouter) -> None:
     person_action("unlock", lambda s, actor, pid, reason, form: s.unlock(actor, pid, reason))
     person_action("sessions/revoke", lambda s, actor, pid, reason, form: s.revoke_sessions(actor, pid, reason))
     person_action("unlink", lambda s, actor, pid, reason, form: s.unlink(actor, pid, form.get("link_id", "")[:32], reason))
+    # The other person (`source`) is folded into the one of this page, then deleted (POST /people/merge).
+    person_action("merge", lambda s, actor, pid, reason, form: s.merge(actor, (form.get("source") or "").strip()[:32], pid, reason))
 
 
 # ---- audit -----------------------------------------------------------------------------------------

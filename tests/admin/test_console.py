@@ -178,6 +178,7 @@ def test_each_role_sees_and_may_open_exactly_its_pages(desks, role) -> None:  # 
     (Role.SUPPORT, "/connectors/population/edit", {"cfg.base_url": "http://127.0.0.1:9"}),
     (Role.AUDITOR, "/keys/no-such-kid/revoke", {"reason": WHY, "confirm": "yes"}),
     (Role.CONNECTOR_ADMIN, "/keys/no-such-kid/revoke", {"reason": WHY, "confirm": "yes"}),
+    (Role.AUDITOR, "/people/nobody/merge", {"reason": WHY, "source": "somebody"}),
 ])
 def test_an_action_outside_the_role_is_refused_and_changes_nothing(desks, nixa, role, path, form) -> None:  # noqa: ANN001
     b, _ = desks[role]
@@ -605,3 +606,27 @@ def test_the_super_admin_revokes_a_key_with_a_reason_and_its_kid_leaves_the_jwks
     [revoked] = [e.data for e in events_for(nixa, type="admin.changed") if e.data.get("what") == "key.revoke" and e.data.get("target") == kid]
     assert revoked["reason"] == why and revoked["actor"]["person_id"] == op.person_id and revoked["actor"]["ui"] == "console"
     assert "/revoke" not in desks[Role.AUDITOR][0].get(CONSOLE + "/keys").text  # read-only for the auditor
+
+
+def test_a_support_agent_merges_two_persons_with_a_reason(desks, nixa) -> None:  # noqa: ANN001
+    from tests.conftest import make_citizen
+
+    b, agent = desks[Role.SUPPORT]
+    into, _, _ = citizen_with_id(nixa)
+    source = make_citizen(nixa, name="Trần Văn (bản ghi trùng)")
+    page = b.get(f"{CONSOLE}/people/{into.person_id}", params={"reason": WHY}).text
+    assert 'id="merge-form"' in page and 'name="source"' in page
+    r = b.post(f"{CONSOLE}/people/{into.person_id}/merge", data={"csrf": csrf_of(page), "source": source.person_id, "reason": ""})
+    assert r.status_code == 400 and 'role="alert"' in r.text and nixa.people.get(source.person_id) is not None
+    r = b.post(f"{CONSOLE}/people/{into.person_id}/merge", data={"csrf": csrf_of(page), "source": source.person_id, "reason": WHY})
+    assert r.status_code == 303 and r.headers["location"].endswith("notice=merge"), r.text[:500]
+    assert nixa.people.get(source.person_id) is None
+    assert {link.subject for link in nixa.people.links(into.person_id)} == {into.username, source.username}
+    assert "Đã gộp hai bản ghi" in b.get(local(r.headers["location"])).text
+    [merged] = _changes(nixa, "person.merge", into.person_id)
+    assert merged["reason"] == WHY and merged["actor"]["person_id"] == agent.person_id and merged["actor"]["ui"] == "console"
+    # both with an authenticator app: the service's 409, as a message on the page
+    first, second = new_operator(nixa), new_operator(nixa)
+    r = b.post(f"{CONSOLE}/people/{first.person_id}/merge", data={"csrf": csrf_of(page), "source": second.person_id, "reason": WHY})
+    assert r.status_code == 409 and 'role="alert"' in r.text and "authenticator app" in r.text and "Traceback" not in r.text
+    assert nixa.people.get(second.person_id) is not None and nixa.people.get(first.person_id) is not None
