@@ -358,7 +358,7 @@ def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) ->
         log.info("client disconnected during %s %s", request.method, request.url.path)
         return Response(status_code=400)
 
-    from redis.exceptions import ConnectionError as RedisDown, TimeoutError as RedisSlow
+    from redis.exceptions import ConnectionError as RedisDown, ReadOnlyError as RedisReadOnly, TimeoutError as RedisSlow
     from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError as PoolExhausted
 
     async def _dependency_down(request: Request, exc: Exception) -> Response:
@@ -379,7 +379,8 @@ def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) ->
         response.headers.update(headers)
         return response
 
-    for outage in (RedisDown, RedisSlow, OperationalError, InterfaceError, PoolExhausted):
+    # RedisReadOnly: the address written to is a replica for a moment (a failover under way).
+    for outage in (RedisDown, RedisSlow, RedisReadOnly, OperationalError, InterfaceError, PoolExhausted):
         app.add_exception_handler(outage, _dependency_down)
 
     @app.exception_handler(Exception)

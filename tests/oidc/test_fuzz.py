@@ -115,3 +115,32 @@ def test_a_store_that_is_down_is_a_clear_answer_not_a_stack_trace(nixa) -> None:
             assert page.headers["x-request-id"] in page.text
     finally:
         nixa.store = real
+
+
+def test_a_store_that_only_reads_is_an_outage_answer_not_a_bug(nixa, tmp_path) -> None:  # noqa: ANN001
+    """During a failover the address NIXA writes to can be a replica for a moment: Redis answers
+    READONLY to every write. That is the store being unavailable, not a bug: 503
+    `temporarily_unavailable` with Retry-After, never a 500. (A real redis-server, a replica of
+    a master that is not there, so read-only.)"""
+    from starlette.testclient import TestClient
+
+    from idp.app import create_app
+    from idp.store.ephemeral import RedisStore
+    from tests.conftest import free_port, register_client
+    from tests.store.test_sentinel import RedisProcess
+
+    client = register_client(nixa)
+    replica = RedisProcess(tmp_path / "replica", "--save", "", "--appendonly", "no", "--replicaof", "127.0.0.1", str(free_port()))
+    real = nixa.store
+    app = create_app(nixa.settings, nixa=nixa)
+    nixa.store = RedisStore(f"redis://127.0.0.1:{replica.port}/0")
+    try:
+        with TestClient(app, base_url="http://testserver", follow_redirects=False, raise_server_exceptions=False) as c:
+            r = c.post("/par", data={"response_type": "code", "redirect_uri": client.redirect_uri, "scope": "openid",
+                                     "code_challenge": "a" * 43, "code_challenge_method": "S256"},
+                       auth=(client.client_id, client.secret))
+            assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable", r.text
+            assert r.headers["retry-after"] == "5"
+    finally:
+        nixa.store = real
+        replica.stop()
