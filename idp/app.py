@@ -27,7 +27,7 @@ from idp.oidc.resources import ResourceRegistry
 from idp.oidc.tokens import TokenService
 from idp.settings import Settings
 from idp.store.db import Database, check_schema
-from idp.store.ephemeral import EphemeralStore, open_store
+from idp.store.ephemeral import EphemeralStore, MemoryStore, open_store
 from idp.store.throttle import Throttle
 from idp.store.models import Consent, Grant
 from keys.pkcs11 import Hsm
@@ -115,8 +115,6 @@ class Nixa:
         """Every lookup of the hot paths is this process's memory (the embedded default): their
         handlers run on the event loop, without a threadpool hop that cost twice their work. On
         Redis a lookup is a round trip, which must not stall the loop: they keep the threadpool."""
-        from idp.store.ephemeral import MemoryStore
-
         return isinstance(self.store, MemoryStore)
 
     def ensure_grant(self, ctx: Any, client: ClientModel, scope: str) -> None:

@@ -3,6 +3,7 @@ access log and the metrics subscribe. Nobody writes audit rows or counters by ha
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import threading
@@ -12,8 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, insert, select, text
-from sqlalchemy import Connection
+from sqlalchemy import Connection, func, insert, select, text
 
 from idp.audit_chain import CHECKPOINT_TYPE, GENESIS, AuditKeys, ChainCheck, ChainReport, Checkpoint, Checkpoints
 from idp.store.db import Database
@@ -112,8 +112,6 @@ class _LoopSignal:
     """The writer thread's "committed" for a caller on the event loop: a future resolved there."""
 
     def __init__(self) -> None:
-        import asyncio
-
         self.loop = asyncio.get_running_loop()
         self.future = self.loop.create_future()
 
@@ -148,8 +146,6 @@ class deferred_audit:
         _deferred.reset(self._token)
 
     async def committed(self, timeout: float = 10.0) -> None:
-        import asyncio
-
         try:
             for signal, outcome in self.pending:
                 try:
