@@ -5,6 +5,7 @@ socket: what is left is what the application costs, and it barely moves when the
 busy, so a change can be weighed on a shared machine before `make bench` measures it for real.
 
     .venv/bin/python -m bench.inproc                     # every path, embedded backend
+    .venv/bin/python -m bench.inproc --backend scaleout  # PostgreSQL + Redis (NIXA's CPU only)
     .venv/bin/python -m bench.inproc --scenarios userinfo --profile   # yappi (pip install yappi): CPU per function, every thread
 
 The framework ceiling (bench/ceiling.py, the trivial Starlette app) goes through the same driver,
@@ -66,16 +67,18 @@ def _basic(client_id: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
 
 
-async def prepare(tmp: Path) -> tuple[Any, dict[str, tuple[str, str, dict, bytes]]]:
+async def prepare(tmp: Path, be: Any = None) -> tuple[Any, dict[str, tuple[str, str, dict, bytes]]]:
+    """`be`: a bench.nixa Backend (PostgreSQL + Redis started by bench.nixa.backend); default the
+    embedded one, in `tmp`."""
     from bench.nixa import BENCH_API, BENCH_SCOPE, REDIRECT_URI, Backend, Population, seed
     from idp.app import create_app
     from idp.settings import Settings
 
     key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-    be = Backend("embedded", f"sqlite:///{(tmp / 'var' / 'nixa.db').as_posix()}", "")
+    be = be or Backend("embedded", f"sqlite:///{(tmp / 'var' / 'nixa.db').as_posix()}", "")
     (tmp / "var").mkdir(parents=True, exist_ok=True)
     population = Population.make(1)
-    settings = Settings(issuer=ISSUER, database_url=be.database_url, redis_url="", var_dir=tmp / "var", master_key=key)
+    settings = Settings(issuer=ISSUER, database_url=be.database_url, redis_url=be.redis_url, var_dir=tmp / "var", master_key=key)
     from idp.store.db import migrate
 
     migrate(settings.database_url)  # the schema, as `nixa migrate` makes it
@@ -195,8 +198,10 @@ async def measure(app: Any, op: tuple[str, str, dict, bytes], n: int, concurrenc
 async def main_async(args: argparse.Namespace) -> None:
     from bench.ceiling import app as ceiling
 
-    with tempfile.TemporaryDirectory(prefix="nixa-inproc-") as tmp:
-        app, ops = await prepare(Path(tmp))
+    from bench.nixa import backend
+
+    with tempfile.TemporaryDirectory(prefix="nixa-inproc-") as tmp, backend(args.backend, Path(tmp)) as be:
+        app, ops = await prepare(Path(tmp), be)
         base_cpu, _ = await measure(ceiling, ("GET", "/.well-known/openid-configuration", {}, b""), args.requests)
         print(f"{'path':<20} {'CPU µs/req':>11} {'wall µs/req':>12} {'req/CPU-s':>10} {'% ceiling':>10}")
         print(f"{'ceiling (Starlette)':<20} {base_cpu:>11.0f} {'':>12} {1e6 / base_cpu:>10,.0f} {'':>10}")
@@ -226,6 +231,8 @@ def _print_stats(stats: Any, top: int) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backend", choices=["embedded", "scaleout"], default="embedded",
+                   help="embedded (SQLite + in-process store) or scaleout (PostgreSQL + Redis, started for the run; their CPU is not counted)")
     p.add_argument("--requests", type=int, default=3000, help="requests per path (default 3000)")
     p.add_argument("--scenarios", default="discovery,jwks,client_credentials,introspection,userinfo")
     p.add_argument("--concurrency", type=int, default=32, help="requests in flight (default 32, as make bench)")

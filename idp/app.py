@@ -104,6 +104,7 @@ class Nixa:
         self.scopes_supported = STANDARD_SCOPES
         self.csrf_key = self.stable["csrf"]
         self._client_keys: dict[str, tuple[int, KeySet]] = {}
+        self._released_until: dict[str, float] = {}  # release markers known present (release_claims_async)
         from idp.oidc.server import build_server
 
         self.server = build_server(self)
@@ -207,6 +208,41 @@ class Nixa:
             except BaseException:
                 self.store.delete(marker)  # not recorded: the next release must record itself
                 raise
+
+    async def release_claims_async(self, person_id: str, client_id: str, claims: list[str], channel: str) -> None:
+        """`release_claims` on the event loop: the marker set and, when this call set it, the
+        event committed before the caller answers; a release not recorded clears its marker."""
+        from idp.events import deferred_audit
+
+        digest = hashlib.sha256("|".join(sorted(claims)).encode()).hexdigest()[:16]
+        marker = f"released:{person_id}:{client_id}:{channel}:{digest}"
+        now = time.monotonic()
+        if self._released_until.get(marker, 0.0) > now:
+            return  # this worker knows the marker is there: the store would refuse it
+        if not await self.store.aadd(marker, 1, self.RELEASE_WINDOW):
+            # Set by another worker, expiring when we cannot tell: asked again in a few seconds.
+            self._remember_release(marker, now + self.RELEASE_SEEN)
+            return
+        try:
+            with deferred_audit() as audit:
+                self.events.emit("claims.released", person_id=person_id, client_id=client_id,
+                                 data={"claims": sorted(claims), "channel": channel})
+            await audit.committed()
+        except BaseException:
+            await self.store.adelete(marker)  # not recorded: the next release must record itself
+            raise
+        self._remember_release(marker, now + self.RELEASE_WINDOW - 1)
+
+    # A polling app's identical releases are one access-log entry per window: the marker this
+    # worker set is known to be there until it expires, and one set by another worker for a few
+    # seconds, so a steady poll costs the store nothing (the window may stretch by that much).
+    RELEASE_WINDOW = 300
+    RELEASE_SEEN = 5
+
+    def _remember_release(self, marker: str, until: float) -> None:
+        if len(self._released_until) >= 100_000:
+            self._released_until.clear()
+        self._released_until[marker] = until
 
     def client_keys(self, client: ClientModel) -> KeySet:
         """A private_key_jwt client's public keys, from its metadata (jwks) or its jwks_uri,

@@ -143,12 +143,22 @@ class AttributeCache:
     def changed(self, person_id: str) -> None:
         """After the commit that changed the person (the ORM event calls it; a bulk statement
         that bypasses the unit of work calls it itself)."""
-        self.store.put(f"pv:{person_id}", secrets.token_urlsafe(9), self.VERSION_TTL)
+        self.store.put(self.version_key(person_id), secrets.token_urlsafe(9), self.VERSION_TTL)
         with self._lock:
             self._copies.pop(person_id, None)
 
+    @staticmethod
+    def version_key(person_id: str) -> str:
+        return f"pv:{person_id}"
+
+    def holds(self, person_id: str, version: Any) -> bool:
+        """Whether the copy kept for `person_id` is current at `version` (the store's, read by
+        the caller): then `get` answers without the database."""
+        copy = self._copies.get(person_id)
+        return copy is not None and copy[0] == version and time.monotonic() - copy[1] < self.max_age
+
     def get(self, person_id: str, load: Callable[[str], dict[str, VerifiedAttribute]]) -> dict[str, VerifiedAttribute]:
-        version = self.store.get(f"pv:{person_id}")
+        version = self.store.get(self.version_key(person_id))
         now = time.monotonic()
         copy = self._copies.get(person_id)
         if copy is not None and copy[0] == version and now - copy[1] < self.max_age:

@@ -228,6 +228,11 @@ class ClientRegistry:
             return None
         return self._cache.get(client_id)
 
+    def in_memory(self, client_id: str | None) -> bool:
+        """Whether `get(client_id)` would answer without the database (the hot paths' check
+        before they run on the event loop)."""
+        return bool(client_id) and isinstance(client_id, str) and self._cache.holds(client_id)
+
     def _load(self, client_id: str) -> ClientModel | None:
         with self.db.session() as s:
             row = s.get(Client, client_id)

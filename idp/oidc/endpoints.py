@@ -7,6 +7,7 @@ import base64
 import functools
 import ipaddress
 import secrets
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -222,17 +223,35 @@ async def jwks(request: Request, nixa: Any) -> Response:
 # ---- token, introspection, revocation ---------------------------------------------------------------
 
 
-async def off_loop(nixa: Any, inline: bool, fn: Any, *args: Any) -> Any:
-    """A hot path's synchronous work. In the threadpool, unless `inline` and every lookup it
-    makes is in this process's memory (Nixa.works_in_memory): then on the event loop, its audit
-    events committed by the writer thread while the loop goes on, and awaited before the answer
+async def off_loop(nixa: Any, inline: bool, fn: Any, *args: Any, reads: list[str] | None = None,
+                   ready: Callable[[dict[str, Any]], bool] | None = None) -> Any:
+    """A hot path's synchronous work, on the event loop when `inline` and nothing in it waits
+    for a round trip, else in the threadpool.
+
+    On the embedded store every lookup is this process's memory (Nixa.works_in_memory). On
+    Redis, `reads` names the keys the work will read: they are read first, in one awaited round
+    trip, and the work is answered from them (idp/store/ephemeral.py read_ahead); `ready` then
+    says, from those values, whether everything else it needs is in this worker's memory (a
+    client, a person's attributes): if not, the threadpool after all. Inline, its audit events
+    are committed by the writer thread while the loop goes on, and awaited before the answer
     leaves (idp/events.py deferred_audit), as a thread would have waited for them."""
-    if not (inline and nixa.works_in_memory):
+    if not inline:
         return await run_in_threadpool(fn, *args)
     from idp.events import deferred_audit
 
-    with deferred_audit() as audit:
-        result = fn(*args)
+    if nixa.works_in_memory:
+        with deferred_audit() as audit:
+            result = fn(*args)
+    elif reads is None:
+        return await run_in_threadpool(fn, *args)
+    else:
+        from idp.store.ephemeral import read_ahead
+
+        known = dict(zip(reads, await nixa.store.aget_many(reads)))
+        if ready is not None and not ready(known):
+            return await run_in_threadpool(fn, *args)
+        with read_ahead(known), deferred_audit() as audit:
+            result = fn(*args)
     await audit.committed()
     return result
 
@@ -269,11 +288,35 @@ def _token_failed(nixa: Any, req: NixaRequest, response: Response) -> None:
                      ip=req.remote_addr, data={"error": error, "grant_type": req.form.get("grant_type", "")[:64]})
 
 
+def _introspection_reads(nixa: Any, req: NixaRequest) -> tuple[list[str] | None, Callable[[dict[str, Any]], bool] | None]:
+    """What introspecting this request's token reads from the store: the revocation markers of
+    an access token that passes every other check, while the client asking is in this worker's
+    memory. None: the work may reach the database (a refresh token, an unknown client)."""
+    from authlib.oauth2.rfc6749.util import extract_basic_authorization
+
+    if nixa.works_in_memory:
+        return None, None
+    client_id = extract_basic_authorization(req.headers)[0] or req.form.get("client_id")
+    if not nixa.clients.in_memory(client_id):
+        return None, None
+    try:
+        info = nixa.tokens.checked_access_token(req.form.get("token") or "")
+    except InvalidToken:
+        return None, None  # a refresh token, or nothing the endpoint will accept: the usual way
+    from idp.oidc.tokens import audience_of
+
+    if info.client_id != client_id and not all(nixa.resources.in_memory(aud) for aud in audience_of(info.claims)):
+        return None, None  # who may introspect it is a registration not in memory yet
+    return nixa.tokens.revocation_markers(info.claims), None
+
+
 @hot.route("/introspect", "POST")
 async def introspect(request: Request, nixa: Any) -> Response:
     req = await oauth_request(request, nixa)
     # Inline for a client authenticating with its secret (an assertion may fetch its jwks_uri).
-    return await off_loop(nixa, "client_assertion" not in req.form, nixa.server.create_endpoint_response, "introspection", req)
+    reads, ready = _introspection_reads(nixa, req) if "client_assertion" not in req.form else (None, None)
+    return await off_loop(nixa, "client_assertion" not in req.form, nixa.server.create_endpoint_response, "introspection", req,
+                          reads=reads, ready=ready)
 
 
 @hot.route("/revoke", "POST")
@@ -303,7 +346,9 @@ def _no_token() -> Response:
                         headers={"WWW-Authenticate": 'Bearer realm="nixa"', "Cache-Control": "no-store"})
 
 
-def _userinfo(nixa: Any, access_token: str) -> Response:
+def _userinfo(nixa: Any, access_token: str) -> Response | tuple[dict[str, Any], tuple[str, str, list[str]]]:
+    """The refusal, or the body with what it releases (person, client, claim names): the
+    release is recorded by the caller, on the event loop (`_answer_userinfo`)."""
     try:
         info = nixa.tokens.validate_access_token(access_token)
     except InvalidToken as exc:
@@ -326,7 +371,39 @@ def _userinfo(nixa: Any, access_token: str) -> Response:
                                                allowed=allowed)
         if verified:
             body["verified_claims"] = verified
-    nixa.release_claims(info.person_id, info.client_id, sorted(body), "userinfo")
+    return body, (info.person_id, info.client_id, sorted(body))
+
+
+def _userinfo_reads(nixa: Any, access_token: str) -> tuple[list[str] | None, Callable[[dict[str, Any]], bool] | None]:
+    """On Redis: the token's revocation markers and its person's attribute version, read in one
+    round trip; inline only if the app and that version of the person's attributes are in this
+    worker's memory. None: nothing to read ahead (the embedded store, or a token that fails
+    before any read, answered inline all the same)."""
+    if nixa.works_in_memory:
+        return None, None
+    try:
+        info = nixa.tokens.checked_access_token(access_token)
+    except InvalidToken:
+        return [], None  # refused before any read: nothing to wait for
+    markers = nixa.tokens.revocation_markers(info.claims)
+    cache = nixa.people.cache
+    if not info.person_id or cache is None:
+        return markers, None
+    version_key = cache.version_key(info.person_id)
+
+    def ready(known: dict[str, Any]) -> bool:
+        return nixa.clients.in_memory(info.client_id) and cache.holds(info.person_id, known.get(version_key))
+
+    return markers + [version_key], ready
+
+
+async def _answer_userinfo(nixa: Any, access_token: str) -> Response:
+    reads, ready = _userinfo_reads(nixa, access_token)
+    out = await off_loop(nixa, True, _userinfo, nixa, access_token, reads=reads, ready=ready)
+    if isinstance(out, Response):
+        return out
+    body, (person_id, client_id, names) = out
+    await nixa.release_claims_async(person_id, client_id, names, "userinfo")
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
@@ -348,7 +425,7 @@ async def userinfo_get(request: Request, nixa: Any) -> Response:
         return _bearer_error(exc.reason)
     if not token_value:
         return _no_token()
-    return await off_loop(nixa, True, _userinfo, nixa, token_value)
+    return await _answer_userinfo(nixa, token_value)
 
 
 @hot.route("/userinfo", "POST")
@@ -366,7 +443,7 @@ async def userinfo_post(request: Request, nixa: Any) -> Response:
     token_value = token_value or form.get("access_token")
     if not token_value:
         return _no_token()
-    return await off_loop(nixa, True, _userinfo, nixa, token_value)
+    return await _answer_userinfo(nixa, token_value)
 
 
 # ---- pushed authorization requests (RFC 9126) ---------------------------------------------------------

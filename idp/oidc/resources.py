@@ -116,6 +116,10 @@ class ResourceRegistry:
             return None
         return self._cache.get(identifier)
 
+    def in_memory(self, identifier: str) -> bool:
+        """Whether `get(identifier)` would answer without the database."""
+        return isinstance(identifier, str) and self._cache.holds(identifier)
+
     def _load(self, identifier: str) -> ResourceServerEntry | None:
         with self.db.session() as s:
             row = s.get(ResourceServer, identifier)

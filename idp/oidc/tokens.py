@@ -173,6 +173,20 @@ class TokenService:
         return self.keys.sign(claims, alg or self.settings.default_signing_alg, typ="at+jwt"), ttl
 
     def validate_access_token(self, token: str) -> AccessTokenInfo:
+        info = self.checked_access_token(token)
+        # Revoked token or revoked grant: both markers in one round trip.
+        if any(v is not None for v in self.store.get_many(self.revocation_markers(info.claims))):
+            raise InvalidToken("token_revoked")
+        return info
+
+    @staticmethod
+    def revocation_markers(claims: dict[str, Any]) -> list[str]:
+        """The store keys that say a token (its jti) or its grant was revoked."""
+        return [f"revoked:jti:{claims.get('jti')}"] + ([f"revoked:grant:{claims['gid']}"] if claims.get("gid") else [])
+
+    def checked_access_token(self, token: str) -> AccessTokenInfo:
+        """Everything `validate_access_token` checks but revocation, which only the store knows:
+        signature, type, issuer, audience, lifetime, the sealed person reference."""
         if not token or len(token) > 8192 or token.count(".") != 2:
             raise InvalidToken()
         try:
@@ -188,10 +202,6 @@ class TokenService:
         exp = claims.get("exp")
         if not isinstance(exp, (int, float)) or exp <= now:
             raise InvalidToken("token_expired")
-        # Revoked token or revoked grant: both markers in one round trip.
-        markers = [f"revoked:jti:{claims.get('jti')}"] + ([f"revoked:grant:{claims['gid']}"] if claims.get("gid") else [])
-        if any(v is not None for v in self.store.get_many(markers)):
-            raise InvalidToken("token_revoked")
         return AccessTokenInfo(claims, self._unseal_person(claims))
 
     def _unseal_person(self, claims: dict[str, Any]) -> str | None:

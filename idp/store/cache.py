@@ -34,6 +34,11 @@ class ReadCache(Generic[V]):
             self._entries[key] = (now, value)
         return value
 
+    def holds(self, key: str) -> bool:
+        """Whether `get(key)` would answer from memory, without a load."""
+        hit = self._entries.get(key)
+        return hit is not None and time.monotonic() - hit[0] < self.ttl
+
     def invalidate(self, key: str | None = None) -> None:
         with self._lock:
             if key is None:

@@ -8,15 +8,38 @@ from the others without a race: `cas` (compare-and-set on a version field, for s
 several requests update, like a pending sign-in) and `throttle_hit` / `throttle_refund` (count
 an attempt against several limits at once, with locks that back off; used only through
 idp/store/throttle.py, which owns the key layout).
+
+The hot paths (UserInfo, introspection) run on the event loop. Their reads come first, in one
+awaited round trip (`aget_many`), and the synchronous code after them is answered from those
+values (`read_ahead`) instead of blocking the loop on a round trip of its own; their one write,
+the citizen's release marker, has its awaitable form too (`aadd`, `adelete`).
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
+
+# Values this request has already read, by key (None: absent), set by `read_ahead`.
+_read_ahead: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("nixa_read_ahead", default=None)
+
+
+@contextmanager
+def read_ahead(values: dict[str, Any]) -> Iterator[None]:
+    """Inside: `get` and `get_many` of these keys answer from `values` (read by the request an
+    instant before, in one awaited round trip) and `add` of a key in them that is present is
+    refused, as the store would refuse it. Any other operation goes to the store."""
+    token = _read_ahead.set(values)
+    try:
+        yield
+    finally:
+        _read_ahead.reset(token)
 
 
 class EphemeralStore(Protocol):
@@ -27,6 +50,14 @@ class EphemeralStore(Protocol):
         """Store only if absent; True when this call stored it (replay caches, locks)."""
 
     def get(self, key: str) -> Any | None: ...
+
+    async def aget_many(self, keys: list[str]) -> list[Any | None]:
+        """`get_many` without blocking the event loop."""
+        ...
+
+    async def aadd(self, key: str, value: Any, ttl: float) -> bool: ...
+
+    async def adelete(self, key: str) -> None: ...
 
     def get_many(self, keys: list[str]) -> list[Any | None]:
         """Several reads in one round trip (Redis MGET), in the order asked."""
@@ -140,6 +171,16 @@ class MemoryStore:
     def get_many(self, keys: list[str]) -> list[Any | None]:
         with self._lock:
             return [self._copy(self._live(k)) for k in keys]
+
+    # In this process's memory: nothing to wait for.
+    async def aget_many(self, keys: list[str]) -> list[Any | None]:
+        return self.get_many(keys)
+
+    async def aadd(self, key: str, value: Any, ttl: float) -> bool:
+        return self.add(key, value, ttl)
+
+    async def adelete(self, key: str) -> None:
+        self.delete(key)
 
     def take(self, key: str) -> Any | None:
         with self._lock:
@@ -343,6 +384,10 @@ class RedisStore:
         self._cas = self._redis.register_script(_CAS)
         self._throttle_hit = self._redis.register_script(_THROTTLE_HIT)
         self._throttle_refund = self._redis.register_script(_THROTTLE_REFUND)
+        self._url = url
+        # redis.asyncio connections belong to the event loop that opened them: one client per loop
+        # (a uvicorn worker has one; a test that starts several gets one each).
+        self._aio: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
     def _k(self, key: str) -> str:
         return self._prefix + key
@@ -351,20 +396,50 @@ class RedisStore:
     def _ms(ttl: float) -> int:
         return max(1, int(ttl * 1000))
 
+    def _async_client(self) -> Any:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        client = self._aio.get(loop)
+        if client is None:
+            client = self._aio[loop] = _async_redis(self._url)
+        return client
+
     def put(self, key: str, value: Any, ttl: float) -> None:
         self._redis.set(self._k(key), json.dumps(value), px=self._ms(ttl))
 
     def add(self, key: str, value: Any, ttl: float) -> bool:
+        known = _read_ahead.get()
+        if known is not None and known.get(key) is not None:
+            return False  # present an instant ago: SET NX would refuse it
         return bool(self._redis.set(self._k(key), json.dumps(value), px=self._ms(ttl), nx=True))
 
     def get(self, key: str) -> Any | None:
+        known = _read_ahead.get()
+        if known is not None and key in known:
+            return known[key]
         raw = self._redis.get(self._k(key))
         return None if raw is None else json.loads(raw)
 
     def get_many(self, keys: list[str]) -> list[Any | None]:
         if not keys:
             return []
+        known = _read_ahead.get()
+        if known is not None and all(k in known for k in keys):
+            return [known[k] for k in keys]
         return [None if raw is None else json.loads(raw) for raw in self._redis.mget([self._k(k) for k in keys])]
+
+    async def aget_many(self, keys: list[str]) -> list[Any | None]:
+        if not keys:
+            return []
+        raws = await self._async_client().mget([self._k(k) for k in keys])
+        return [None if raw is None else json.loads(raw) for raw in raws]
+
+    async def aadd(self, key: str, value: Any, ttl: float) -> bool:
+        return bool(await self._async_client().set(self._k(key), json.dumps(value), px=self._ms(ttl), nx=True))
+
+    async def adelete(self, key: str) -> None:
+        await self._async_client().delete(self._k(key))
 
     def take(self, key: str) -> Any | None:
         raw = self._redis.getdel(self._k(key))
@@ -419,13 +494,23 @@ class RedisStore:
             self._redis.delete(key)
 
 
-def _sentinel_master(url: str) -> Any:
-    """`redis+sentinel://[:password@]host:port[,host:port...]/service[/db]`: the master of
-    `service` as Redis Sentinel names it, asked again after every failover, so a replica that
-    takes over is used without a restart (the password, if any, is the data servers')."""
-    from urllib.parse import unquote, urlsplit
+def _async_redis(url: str) -> Any:
+    """The redis.asyncio client for `url`, with the sync client's failover handling (Sentinel)
+    and bounded waits: a Redis that stops answering fails the request, it does not hang it."""
+    import redis.asyncio as aioredis
 
-    from redis.sentinel import Sentinel
+    if url.startswith("redis+sentinel://"):
+        from redis.asyncio.sentinel import Sentinel
+
+        nodes, service, db, password = _sentinel_parts(url)
+        sentinel = Sentinel(nodes, socket_timeout=2, socket_connect_timeout=2)
+        return sentinel.master_for(service, db=db, password=password, decode_responses=True, socket_timeout=5,
+                                   socket_connect_timeout=2, health_check_interval=30)
+    return aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30, socket_timeout=5, socket_connect_timeout=2)
+
+
+def _sentinel_parts(url: str) -> tuple[list[tuple[str, int]], str, int, str | None]:
+    from urllib.parse import unquote, urlsplit
 
     rest = url[len("redis+sentinel://"):]
     netloc, _, path = rest.partition("/")
@@ -442,8 +527,18 @@ def _sentinel_master(url: str) -> Any:
     service, _, db = path.strip("/").partition("/")
     if not service:
         raise ValueError("redis+sentinel URL: name the monitored service (redis+sentinel://host:26379/SERVICE)")
+    return nodes, service, int(db or 0), password
+
+
+def _sentinel_master(url: str) -> Any:
+    """`redis+sentinel://[:password@]host:port[,host:port...]/service[/db]`: the master of
+    `service` as Redis Sentinel names it, asked again after every failover, so a replica that
+    takes over is used without a restart (the password, if any, is the data servers')."""
+    from redis.sentinel import Sentinel
+
+    nodes, service, db, password = _sentinel_parts(url)
     sentinel = Sentinel(nodes, socket_timeout=2, socket_connect_timeout=2)
-    return sentinel.master_for(service, db=int(db or 0), password=password, decode_responses=True, socket_timeout=5,
+    return sentinel.master_for(service, db=db, password=password, decode_responses=True, socket_timeout=5,
                                socket_connect_timeout=2, health_check_interval=30)
 
 
