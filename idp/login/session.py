@@ -11,6 +11,7 @@ their app at once both land.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -32,6 +33,12 @@ def cookie_name(base: str, secure: bool) -> str:
 
 def _h(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _ck(secret: str) -> str:
+    """The digest of a cookie's secret the session record keeps: SHA-256 cut to 192 bits, far
+    beyond finding a secret for it (256 random bits) from a copy of the store."""
+    return base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest()[:24]).decode()
 
 
 @dataclass
@@ -94,9 +101,19 @@ TOUCH_EVERY = 60  # seconds: last_seen is rewritten at most this often (no write
 
 
 class Sessions:
-    """The typed repository of SSO sessions (keys `sso:`, `sid:`, `person-sessions:`). A session
-    ends at the first of its absolute lifetime (`ttl`, from sign-in) and its idle lifetime
-    (`idle_ttl`, from last use; None: no idle limit)."""
+    """The typed repository of SSO sessions. A session ends at the first of its absolute
+    lifetime (`ttl`, from sign-in) and its idle lifetime (`idle_ttl`, from last use; None: no
+    idle limit).
+
+    The cookie is `<sid>.<secret>`: the session is stored under `sso:<sid>` with a digest of the
+    secret (`ck`), compared in constant time before the session is used, changed or ended, so
+    knowing a sid (it is no secret: the account page lists them) neither signs anyone in nor
+    signs them out. `person-sessions:<person>` lists a person's sids (the account page, "sign
+    out everywhere"). Two keys per session: Redis holds 100,000 of them in under 100 MB.
+
+    A cookie of the earlier form (a random value; the session under `sso:<its SHA-256>`, its
+    sid under `sid:<sid>`) still works until its session ends, no later than `ttl` after this
+    version is deployed: nobody is signed out by the upgrade."""
 
     def __init__(self, store: Any, ttl: int, clock: Callable[[], float], idle_ttl: int | None = None) -> None:
         self.store = store
@@ -104,19 +121,43 @@ class Sessions:
         self.clock = clock
         self.idle_ttl = idle_ttl
 
+    # ---- where a cookie's session is ---------------------------------------------------
+
+    @staticmethod
+    def _new_cookie(sid: str) -> str:
+        return f"{sid}.{secrets.token_urlsafe(32)}"
+
+    @staticmethod
+    def _where(cookie_value: str) -> tuple[str, str | None]:
+        """(store key, the digest the record must hold; None for an earlier-form cookie, whose
+        key is its own digest)."""
+        sid, dot, secret = cookie_value.partition(".")
+        if dot:
+            return f"sso:{sid}", _ck(secret)
+        return f"sso:{_h(cookie_value)}", None
+
+    @staticmethod
+    def _owns(data: Any, ck: str | None) -> bool:
+        if not isinstance(data, dict):
+            return False
+        return ck is None or hmac.compare_digest(str(data.get("ck", "")), ck)
+
+    def _live(self, session: SsoSession) -> bool:
+        now = self.clock()
+        if session.created_at + self.ttl <= now:
+            return False  # absolute lifetime: activity does not stretch a session forever
+        # idle lifetime: a browser left alone signs out by itself
+        return not (self.idle_ttl and (session.last_seen or session.auth_time) + self.idle_ttl <= now)
+
     def load(self, cookie_value: str | None) -> SsoSession | None:
         if not cookie_value or len(cookie_value) > 128:
             return None
-        data = self.store.get(f"sso:{_h(cookie_value)}")
-        if not data:
+        key, ck = self._where(cookie_value)
+        data = self.store.get(key)
+        if not data or not self._owns(data, ck):
             return None
-        session = SsoSession.from_dict(data)
-        now = self.clock()
-        if session.created_at + self.ttl <= now:
-            return None  # absolute lifetime: activity does not stretch a session forever
-        if self.idle_ttl and (session.last_seen or session.auth_time) + self.idle_ttl <= now:
-            return None  # idle lifetime: a browser left alone signs out by itself
-        return session
+        session = self._session(data, key)
+        return session if self._live(session) else None
 
     def touch(self, cookie_value: str | None, session: SsoSession | None) -> SsoSession | None:
         """The session was used: move its idle deadline (a write at most once a minute)."""
@@ -124,45 +165,77 @@ class Sessions:
             return session
         return self.update(cookie_value, session, lambda s: setattr(s, "last_seen", self.clock()))
 
+    def _by_sid(self, sid: str) -> tuple[str, Any]:
+        """(store key, record) of the session with this sid, either form."""
+        data = self.store.get(f"sso:{sid}")
+        if data:
+            return f"sso:{sid}", data
+        ref = self.store.get(f"sid:{sid}")  # an earlier-form session
+        if ref and ref.get("cookie_hash"):
+            key = f"sso:{ref['cookie_hash']}"
+            return key, self.store.get(key)
+        return f"sso:{sid}", None
+
     def person_sessions(self, person_id: str) -> list[tuple[str, SsoSession]]:
-        """(cookie hash, session) of every live session of a person (the account page)."""
+        """(sid, session) of every live session of a person (the account page)."""
         out = []
         for sid in self.store.smembers(f"person-sessions:{person_id}"):
-            ref = self.store.get(f"sid:{sid}")
-            data = self.store.get(f"sso:{ref['cookie_hash']}") if ref else None
+            key, data = self._by_sid(sid)
             if not data:
                 continue
-            session = SsoSession.from_dict(data)
-            now = self.clock()
-            if session.created_at + self.ttl > now and not (self.idle_ttl and (session.last_seen or session.auth_time) + self.idle_ttl <= now):
-                out.append((ref["cookie_hash"], session))
+            session = self._session(data, key)
+            if session.person_id == person_id and self._live(session):
+                out.append((sid, session))
         return sorted(out, key=lambda pair: -pair[1].created_at)
 
     def end_sid(self, person_id: str, sid: str) -> SsoSession | None:
         """End one of a person's sessions by its sid (sign out a device from the account page)."""
-        ref = self.store.get(f"sid:{sid}")
-        if not ref or ref.get("person_id") != person_id:
+        key, data = self._by_sid(sid)
+        if not data or data.get("person_id") != person_id:
             return None
-        data = self.store.take(f"sso:{ref['cookie_hash']}")
+        data = self.store.take(key)
         self.store.delete(f"sid:{sid}")
         self.store.srem(f"person-sessions:{person_id}", sid)
-        return SsoSession.from_dict(data) if data else None
+        return self._session(data, key) if data else None
 
     def _left(self, session: SsoSession) -> float:
         return session.created_at + self.ttl - self.clock()
+
+    @staticmethod
+    def _record(session: SsoSession, ck: str | None) -> dict[str, Any]:
+        """What is stored: the session, but what its key says (the sid) and an empty `upstream`."""
+        record = asdict(session)
+        if ck is not None:
+            record["ck"] = ck
+            del record["sid"]
+            if not record["upstream"]:
+                del record["upstream"]
+        return record
+
+    @staticmethod
+    def _session(data: dict[str, Any], key: str) -> SsoSession:
+        if "sid" not in data:
+            data = {**data, "sid": key.removeprefix("sso:")}
+        return SsoSession.from_dict(data)
 
     def _create(self, cookie_value: str, session: SsoSession) -> None:
         left = self._left(session)
         if left <= 0:
             return
-        self.store.put(f"sso:{_h(cookie_value)}", asdict(session), left)
-        self.store.put(f"sid:{session.sid}", {"cookie_hash": _h(cookie_value), "person_id": session.person_id}, left)
+        key, ck = self._where(cookie_value)
+        self.store.put(key, self._record(session, ck), left)
         self.store.sadd(f"person-sessions:{session.person_id}", session.sid, left)
 
     def update(self, cookie_value: str, session: SsoSession, change: Callable[[SsoSession], None]) -> SsoSession:
         """Apply `change` and store it, compare-and-set: on a concurrent update, reload and apply
-        again, so neither writer's change is lost."""
-        key = f"sso:{_h(cookie_value)}"
+        again, so neither writer's change is lost. A cookie replaced meanwhile (a step-up in
+        another tab) changes nothing: its session is the new cookie's now."""
+        key, ck = self._where(cookie_value)
+        # The record must be this cookie's before anything is written to it. Versions only grow
+        # under one key (a step-up adds one), so a compare-and-set that lands replaced this
+        # very record, or one checked again below.
+        if not self._owns(self.store.get(key), ck):
+            return session
         for _ in range(CAS_RETRIES):
             change(session)
             left = self._left(session)
@@ -170,12 +243,12 @@ class Sessions:
                 return session
             version = session.v
             session.v = version + 1
-            if self.store.cas(key, version, asdict(session), left):
+            if self.store.cas(key, version, self._record(session, ck), left):
                 return session
             fresh = self.store.get(key)
-            if not fresh:
-                return session  # ended meanwhile (logout): nothing to add to
-            session = SsoSession.from_dict(fresh)
+            if not fresh or not self._owns(fresh, ck):
+                return session  # ended meanwhile (logout), or no longer this cookie's
+            session = self._session(fresh, key)
         raise RuntimeError("SSO session kept changing under us")
 
     def establish(self, cookie_value: str | None, *, person_id: str, loa: int, amr: list[str], method: str,
@@ -191,17 +264,18 @@ class Sessions:
             current.amr = sorted(set(current.amr) | set(amr))
             current.methods = sorted(set(current.methods) | {method})
             current.upstream.update(upstream or {})
-            current.v = 0
-            new_cookie = secrets.token_urlsafe(32)
+            current.v += 1  # the same key as before: an update made with the old cookie cannot land
+            new_cookie = self._new_cookie(current.sid)
             self._create(new_cookie, current)
             return new_cookie, current
         if current is not None:
             self.end(cookie_value)
-        new_cookie = secrets.token_urlsafe(32)
-        session = SsoSession(sid=secrets.token_urlsafe(16), person_id=person_id, auth_time=now, loa=loa, amr=sorted(set(amr)),
+        sid = secrets.token_urlsafe(16)
+        session = SsoSession(sid=sid, person_id=person_id, auth_time=now, loa=loa, amr=sorted(set(amr)),
                              methods=[method], clients=[], created_at=now, last_seen=now, user_agent=user_agent[:256],
                              ip=(ip or "")[:64], upstream=dict(upstream or {}))
         session.authenticated(loa, now)
+        new_cookie = self._new_cookie(sid)
         self._create(new_cookie, session)
         return new_cookie, session
 
@@ -216,12 +290,15 @@ class Sessions:
         self.update(cookie_value, session, add)
 
     def end(self, cookie_value: str | None) -> SsoSession | None:
-        if not cookie_value:
+        if not cookie_value or len(cookie_value) > 128:
             return None
-        data = self.store.take(f"sso:{_h(cookie_value)}")
+        key, ck = self._where(cookie_value)
+        if ck is not None and not self._owns(self.store.get(key), ck):
+            return None  # a made-up cookie with someone's sid ends nothing
+        data = self.store.take(key)
         if not data:
             return None
-        session = SsoSession.from_dict(data)
+        session = self._session(data, key)
         self.store.delete(f"sid:{session.sid}")
         self.store.srem(f"person-sessions:{session.person_id}", session.sid)
         return session
@@ -231,11 +308,12 @@ class Sessions:
         the sessions ended (their apps are to be told: back-channel logout)."""
         ended = []
         for sid in self.store.smembers(f"person-sessions:{person_id}"):
-            ref = self.store.take(f"sid:{sid}")
-            if ref and ref.get("cookie_hash"):
-                data = self.store.take(f"sso:{ref['cookie_hash']}")
+            key, data = self._by_sid(sid)
+            if data and data.get("person_id") == person_id:
+                data = self.store.take(key)
                 if data:
-                    ended.append(SsoSession.from_dict(data))
+                    ended.append(self._session(data, key))
+            self.store.delete(f"sid:{sid}")
             self.store.srem(f"person-sessions:{person_id}", sid)
         return ended
 

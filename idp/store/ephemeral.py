@@ -368,6 +368,11 @@ return 1
 """
 
 
+def _dumps(value: Any) -> str:
+    """JSON without the spaces after separators: Redis keeps every byte of every value."""
+    return json.dumps(value, separators=(",", ":"))
+
+
 class RedisStore:
     """Redis store for scale-out: atomic commands (GETDEL, SET NX) or Lua, no races."""
 
@@ -406,13 +411,13 @@ class RedisStore:
         return client
 
     def put(self, key: str, value: Any, ttl: float) -> None:
-        self._redis.set(self._k(key), json.dumps(value), px=self._ms(ttl))
+        self._redis.set(self._k(key), _dumps(value), px=self._ms(ttl))
 
     def add(self, key: str, value: Any, ttl: float) -> bool:
         known = _read_ahead.get()
         if known is not None and known.get(key) is not None:
             return False  # present an instant ago: SET NX would refuse it
-        return bool(self._redis.set(self._k(key), json.dumps(value), px=self._ms(ttl), nx=True))
+        return bool(self._redis.set(self._k(key), _dumps(value), px=self._ms(ttl), nx=True))
 
     def get(self, key: str) -> Any | None:
         known = _read_ahead.get()
@@ -436,7 +441,7 @@ class RedisStore:
         return [None if raw is None else json.loads(raw) for raw in raws]
 
     async def aadd(self, key: str, value: Any, ttl: float) -> bool:
-        return bool(await self._async_client().set(self._k(key), json.dumps(value), px=self._ms(ttl), nx=True))
+        return bool(await self._async_client().set(self._k(key), _dumps(value), px=self._ms(ttl), nx=True))
 
     async def adelete(self, key: str) -> None:
         await self._async_client().delete(self._k(key))
@@ -471,7 +476,7 @@ class RedisStore:
             return False
 
     def cas(self, key: str, version: int, value: Any, ttl: float) -> bool:
-        raw = json.dumps(value)
+        raw = _dumps(value)
         return bool(self._cas(keys=[self._k(key)], args=[version, raw, self._ms(ttl)]))
 
     def throttle_hit(self, rules: list[tuple[str, int, float]], lock_base: float | None = None, lock_max: float = 86400) -> float:

@@ -1,5 +1,5 @@
 """The Redis memory figure of the benchmark (bench.nixa.sso_session_memory): sessions made through
-the real session repository land in a Redis database of their own, three keys each, and the
+the real session repository land in a Redis database of their own, two keys each, and the
 figure is the growth of Redis's used_memory, per session and per 100,000."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def test_sessions_are_made_in_their_own_database_and_measured(throwaway_redis): 
     other.set("someone-elses-key", "x")
     out = sso_session_memory(throwaway_redis, 300, threads=4)
     assert out["sessions"] == 300
-    assert out["keys"] == 900  # sso:<cookie hash>, sid:<sid>, person-sessions:<person> for each
+    assert out["keys"] == 600  # sso:<sid>, person-sessions:<person> for each (idp/login/session.py)
     # A session document (the browser, the address, levels and times, one app) is some hundred bytes.
     assert 300 <= out["bytes_per_session"] <= 20_000
     assert out["mb_per_100k"] == pytest.approx(out["bytes_per_session"] * 100_000 / 1e6, rel=0.01)

@@ -122,3 +122,79 @@ def test_a_persons_sessions_are_listed_and_one_can_be_ended() -> None:
     assert sessions.end_sid("someone-else", a.sid) is None  # only the owner ends it
     assert sessions.end_sid("p1", a.sid).sid == a.sid
     assert sessions.load(first) is None and sessions.load(second) is not None
+
+
+def test_knowing_a_sid_neither_signs_in_nor_signs_out() -> None:
+    """Attacker: someone who learned a session's sid (it is in the cookie's first half, and the
+    account page lists sids). Without the cookie's secret, a cookie made of that sid and any
+    secret loads nothing, changes nothing and ends nothing; the owner's cookie still works."""
+    clock = Clock()
+    sessions = Sessions(MemoryStore(clock), ttl=100, clock=clock)
+    cookie, session = sessions.establish(None, person_id="p1", loa=2, amr=["sms"], method="population")
+    sid, _, secret = cookie.partition(".")
+    assert sid == session.sid and len(secret) >= 43
+    for forged in (f"{sid}.", f"{sid}.{'A' * len(secret)}", f"{sid}.{secret[:-1]}", sid):
+        assert sessions.load(forged) is None
+        assert sessions.end(forged) is None
+        sessions.add_client(forged, session, "intruder")
+        new_cookie, other = sessions.establish(forged, person_id="p1", loa=3, amr=["hwk"], method="certificate")
+        assert other.sid != session.sid  # not a step-up of the owner's session: a session of its own
+        sessions.end(new_cookie)
+    owner = sessions.load(cookie)
+    assert owner is not None and owner.clients == [] and owner.loa == 2
+
+
+def test_an_update_made_with_the_cookie_a_step_up_replaced_does_not_land() -> None:
+    """Two tabs: one steps the session up (a new cookie, the same sid); the other still holds
+    the old cookie and adds its app. The old cookie has no session any more and its update
+    writes nothing over the stepped-up one."""
+    clock = Clock()
+    sessions = Sessions(MemoryStore(clock), ttl=100, clock=clock)
+    old_cookie, session = sessions.establish(None, person_id="p1", loa=1, amr=["pwd"], method="local")
+    stale = sessions.load(old_cookie)
+    new_cookie, _ = sessions.establish(old_cookie, person_id="p1", loa=3, amr=["hwk"], method="certificate")
+    sessions.add_client(old_cookie, stale, "late-tab")
+    now = sessions.load(new_cookie)
+    assert sessions.load(old_cookie) is None and now is not None and now.loa == 3 and "late-tab" not in now.clients
+
+
+def test_a_session_of_the_earlier_form_lives_on_after_the_upgrade() -> None:
+    """Sessions made before this version (the cookie a random value, the session under its
+    SHA-256, the sid under `sid:`) still load, change, are listed and end, one by one or all
+    at once: an upgrade signs nobody out, and "sign out everywhere" still reaches them."""
+    import hashlib
+    import secrets
+    from dataclasses import asdict
+
+    from idp.login.session import SsoSession
+
+    clock = Clock()
+    store = MemoryStore(clock)
+    sessions = Sessions(store, ttl=100, clock=clock)
+
+    def earlier(person_id: str) -> tuple[str, SsoSession]:
+        cookie = secrets.token_urlsafe(32)
+        digest = hashlib.sha256(cookie.encode()).hexdigest()
+        session = SsoSession(sid=secrets.token_urlsafe(16), person_id=person_id, auth_time=clock.now, loa=2, amr=["sms"],
+                             methods=["population"], created_at=clock.now, last_seen=clock.now, auth_times={"1": clock.now, "2": clock.now})
+        store.put(f"sso:{digest}", asdict(session), 100)
+        store.put(f"sid:{session.sid}", {"cookie_hash": digest, "person_id": person_id}, 100)
+        store.sadd(f"person-sessions:{person_id}", session.sid, 100)
+        return cookie, session
+
+    cookie, old = earlier("p1")
+    loaded = sessions.load(cookie)
+    assert loaded is not None and loaded.sid == old.sid
+    sessions.add_client(cookie, loaded, "portal")
+    assert sessions.load(cookie).clients == ["portal"]
+    new_cookie, _ = sessions.establish(None, person_id="p1", loa=1, amr=["pwd"], method="local")
+    assert {s.sid for _, s in sessions.person_sessions("p1")} == {old.sid, sessions.load(new_cookie).sid}
+    stepped_cookie, stepped = sessions.establish(cookie, person_id="p1", loa=3, amr=["hwk"], method="certificate")
+    assert stepped.sid == old.sid and "." in stepped_cookie and sessions.load(cookie) is None  # now of the new form
+    assert sessions.end_sid("p1", old.sid) is not None and sessions.load(stepped_cookie) is None
+    other_cookie, other = earlier("p2")
+    sessions.establish(None, person_id="p2", loa=1, amr=["pwd"], method="local")
+    ended = sessions.end_all_of("p2")
+    assert other.sid in {s.sid for s in ended} and len(ended) == 2
+    assert sessions.load(other_cookie) is None and sessions.person_sessions("p2") == []
+    assert store.get(f"sid:{other.sid}") is None
