@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -40,6 +41,24 @@ def staff_directory(live, tmp_path_factory) -> Iterator[None]:  # noqa: ANN001
     finally:
         disable_connectors(live, "mof")
         directory.stop()
+
+
+def _gone(element):  # noqa: ANN001, ANN202
+    """The page `element` was on has been replaced. Chromium says so with a stale-element error,
+    or, asked while the next document is being committed, with an "unknown error" that the node
+    "does not belong to the document": both mean the same."""
+    def check(_driver) -> bool:  # noqa: ANN001
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in (exc.msg or ""):
+                return True
+            raise
+        return False
+
+    return check
 
 
 def _open_chooser(driver, portal: str, wait: WebDriverWait, level: str = "low") -> None:  # noqa: ANN001
@@ -157,7 +176,9 @@ def test_sign_in_and_consent_with_the_keyboard_alone(chromium, live, portals, re
     _type(chromium, citizen.password + Keys.ENTER)
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "button[value='allow']")))
     _tab_to(chromium, lambda f: f["value"] == "allow")
+    consent = chromium.find_element(By.TAG_NAME, "main")
     _press(chromium, Keys.SPACE)
+    wait.until(_gone(consent))
     wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "main"), "Xin chào, Phạm Thị Lan"))
     assert chromium.current_url == portals["services"]["url"] + "/"
 
