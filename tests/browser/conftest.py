@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 
 from tests.conftest import BACKEND
 from tests.connectors.sandboxes import running_sandbox
@@ -186,3 +188,40 @@ def assert_accessible(driver, what: str) -> None:  # noqa: ANN001
     assert not blocking, f"{what}: accessibility violations (axe-core) at {driver.current_url}:\n" + "\n".join(
         f"- [{v['impact']}] {v['id']}: {v['help']} ({v['helpUrl']})\n    " + "\n    ".join(n["target"] for n in v["nodes"])
         for v in blocking)
+
+
+# ---- waiting across a navigation ------------------------------------------------------------
+# Asked about an element while the next document is being committed, Chromium may answer with an
+# "unknown error" that the node "does not belong to the document" rather than a stale-element
+# error. Both mean the page was replaced; the waits below take them so.
+
+
+def _replaced(exc: WebDriverException) -> bool:
+    return isinstance(exc, StaleElementReferenceException) or "does not belong to the document" in (exc.msg or "")
+
+
+def gone(element):  # noqa: ANN001, ANN201
+    """Wait condition: the page `element` was on has been replaced."""
+    def check(_driver) -> bool:  # noqa: ANN001
+        try:
+            element.is_enabled()
+        except WebDriverException as exc:
+            if _replaced(exc):
+                return True
+            raise
+        return False
+
+    return check
+
+
+def main_says(text: str):  # noqa: ANN201
+    """Wait condition: the page's <main> contains `text` (asked again while pages are replaced)."""
+    def check(driver) -> bool:  # noqa: ANN001
+        try:
+            return text in driver.find_element(By.TAG_NAME, "main").text
+        except WebDriverException as exc:
+            if _replaced(exc) or "no such element" in (exc.msg or "").lower():
+                return False
+            raise
+
+    return check

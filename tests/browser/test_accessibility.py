@@ -10,14 +10,13 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.browser.conftest import artifacts_dir, assert_accessible, demo_portals, disable_connectors, phone_screen
+from tests.browser.conftest import artifacts_dir, assert_accessible, demo_portals, disable_connectors, gone, main_says, phone_screen
 from tests.conftest import make_citizen
 
 
@@ -41,24 +40,6 @@ def staff_directory(live, tmp_path_factory) -> Iterator[None]:  # noqa: ANN001
     finally:
         disable_connectors(live, "mof")
         directory.stop()
-
-
-def _gone(element):  # noqa: ANN001, ANN202
-    """The page `element` was on has been replaced. Chromium says so with a stale-element error,
-    or, asked while the next document is being committed, with an "unknown error" that the node
-    "does not belong to the document": both mean the same."""
-    def check(_driver) -> bool:  # noqa: ANN001
-        try:
-            element.is_enabled()
-        except StaleElementReferenceException:
-            return True
-        except WebDriverException as exc:
-            if "does not belong to the document" in (exc.msg or ""):
-                return True
-            raise
-        return False
-
-    return check
 
 
 def _open_chooser(driver, portal: str, wait: WebDriverWait, level: str = "low") -> None:  # noqa: ANN001
@@ -178,8 +159,8 @@ def test_sign_in_and_consent_with_the_keyboard_alone(chromium, live, portals, re
     _tab_to(chromium, lambda f: f["value"] == "allow")
     consent = chromium.find_element(By.TAG_NAME, "main")
     _press(chromium, Keys.SPACE)
-    wait.until(_gone(consent))
-    wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "main"), "Xin chào, Phạm Thị Lan"))
+    wait.until(gone(consent))
+    wait.until(main_says("Xin chào, Phạm Thị Lan"))
     assert chromium.current_url == portals["services"]["url"] + "/"
 
 

@@ -16,7 +16,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from idp.demo.rp import E_TAX, PUBLIC_SERVICES
-from tests.browser.conftest import assert_accessible, assert_fits, demo_portals, phone_screen
+from tests.browser.conftest import assert_accessible, assert_fits, demo_portals, gone, main_says, phone_screen
 from tests.connectors.telecom.outbox import latest_code
 from tests.login.support import unused_registry_citizen
 
@@ -58,7 +58,7 @@ def test_journey_across_two_portals_then_the_account_page(chromium, registry, po
     code_field.send_keys(latest_code(registry["sms"].base_url, phone))
     code_field.submit()
     _allow_consent(chromium, wait)
-    wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "main"), f"Xin chào, {name}"))
+    wait.until(main_says(f"Xin chào, {name}"))
     assert chromium.current_url == portals["services"]["url"] + "/"
     assert "Đáng kể" in chromium.find_element(By.TAG_NAME, "main").text
 
@@ -66,12 +66,12 @@ def test_journey_across_two_portals_then_the_account_page(chromium, registry, po
     chromium.get(portals["tax"]["url"] + "/")
     chromium.find_element(By.CSS_SELECTOR, "form[action='/login'] button").click()
     _allow_consent(chromium, wait)
-    wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "main"), f"Xin chào, {name}"))
+    wait.until(main_says(f"Xin chào, {name}"))
     assert chromium.current_url == portals["tax"]["url"] + "/"
 
     # the e-tax portal keeps access (offline_access): its refresh token works
     chromium.find_element(By.CSS_SELECTOR, "form[action='/refresh'] button").click()
-    wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "main"), f"Xin chào, {name}"))
+    wait.until(main_says(f"Xin chào, {name}"))
     assert not chromium.find_elements(By.ID, "refresh-refused")
 
     # 3. the account page: the session with both portals in it, both consents; revoke e-tax's
@@ -85,7 +85,7 @@ def test_journey_across_two_portals_then_the_account_page(chromium, registry, po
     tax_id = portals["tax"]["client"].client_id
     before = chromium.find_element(By.ID, "consents")
     chromium.find_element(By.CSS_SELECTOR, f"#consents form input[name='client_id'][value='{tax_id}']").submit()
-    wait.until(ec.staleness_of(before))  # the page after the POST, not the one it was sent from
+    wait.until(gone(before))  # the page after the POST, not the one it was sent from
     consents = wait.until(ec.presence_of_element_located((By.ID, "consents"))).text
     assert PUBLIC_SERVICES.name_vi in consents and E_TAX.name_vi not in consents
     assert_accessible(chromium, "the account page after a revocation")

@@ -18,7 +18,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from admin.console_signin import CONSOLE_COOKIE
 from admin.roles import Role
 from tests.admin.operators import new_operator
-from tests.browser.conftest import assert_accessible
+from tests.browser.conftest import assert_accessible, gone, main_says
 from tests.conftest import LiveServer, form_action, free_port, hidden, make_citizen
 
 CONSOLE = "/admin/console"
@@ -28,7 +28,7 @@ def _submit(driver, wait, element) -> None:  # noqa: ANN001
     """Submit a form and wait for the page it leads to."""
     page = driver.find_element(By.TAG_NAME, "main")
     element.submit()
-    wait.until(ec.staleness_of(page))
+    wait.until(gone(page))
 
 
 def _password_method(driver, wait) -> None:  # noqa: ANN001
@@ -128,7 +128,7 @@ def test_a_client_admin_onboards_an_app_in_the_console_and_the_app_signs_a_citiz
 
     # 3. the operator signs out (RP-initiated logout at NIXA), back to the console's start
     chromium.find_element(By.CSS_SELECTOR, f"form[action='{CONSOLE}/logout'] button").click()
-    wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "main"), "Bạn đã đăng xuất"))
+    wait.until(main_says("Bạn đã đăng xuất"))
     assert_accessible(chromium, "signed out of the console")
     chromium.get(live.url + CONSOLE + "/apps/" + client_id)
     wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#method-local summary")))  # NIXA asks who is there again

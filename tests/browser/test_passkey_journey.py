@@ -21,7 +21,7 @@ from sqlalchemy import select
 from connectors.base import Assertion, LevelOfAssurance
 from idp.identity.people import Provenance
 from idp.store.models import Person, WebAuthnCredential
-from tests.browser.conftest import artifacts_dir, demo_portals
+from tests.browser.conftest import artifacts_dir, demo_portals, main_says
 from tests.browser.test_citizen_journey import _citizen
 from tests.conftest import LiveServer, free_port, make_settings
 from tests.connectors.telecom.outbox import latest_code
@@ -84,7 +84,7 @@ def _sms_code_then_portal(chromium, wait: WebDriverWait, registry, phone: str, n
     shot(page)
     code.submit()
     _consent(chromium, wait, shot)
-    wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "main"), f"Xin chào, {name}"))
+    wait.until(main_says(f"Xin chào, {name}"))
 
 
 def register_on_account_page(chromium, live, registry, portal: str, shot: Screenshots) -> tuple[str, str, str]:  # noqa: ANN001
@@ -151,7 +151,7 @@ def test_register_a_passkey_then_sign_in_without_typing_anything(chromium, devic
     wait.until(ec.presence_of_element_located((By.ID, "method-passkey")))
     _passkey_sign_in(chromium, wait, shot, "chooser")
     _consent(chromium, wait, shot)
-    wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "main"), f"Xin chào, {name}"))
+    wait.until(main_says(f"Xin chào, {name}"))
     assert "Đáng kể" in chromium.find_element(By.TAG_NAME, "main").text
     shot("portal-signed-in")
     with live.nixa.db.session() as s:
@@ -186,7 +186,7 @@ def test_step_up_from_an_sms_session_to_substantial_with_the_passkey(chromium, d
     chromium.find_element(By.CSS_SELECTOR, "form[action='/login'] button").click()
     wait.until(ec.presence_of_element_located((By.ID, "method-passkey")))
     _passkey_sign_in(chromium, wait, shot, "chooser-step-up")
-    wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "main"), "Đáng kể"))
+    wait.until(main_says("Đáng kể"))
     shot("portal-substantial")
     after = {session.sid: session for _, session in live.nixa.sessions.person_sessions(person_id)}
     stepped = after[sms_session.sid]  # the same SSO session, stepped up: no second one was started

@@ -13,7 +13,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.browser.conftest import assert_accessible, demo_portals
+from tests.browser.conftest import assert_accessible, demo_portals, main_says
 from tests.conftest import make_citizen
 
 
@@ -46,7 +46,7 @@ def test_sign_in_once_sign_out_once_across_two_portals(chromium, portals, live) 
     chromium.get(portals["tax"]["url"] + "/")
     chromium.find_element(By.CSS_SELECTOR, "form[action='/login'] button").click()
     # the URL is the same before and after the round trip: wait for the signed-in page itself
-    wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "main"), "Xin chào, Lê Thị Hoa"))
+    wait.until(main_says("Xin chào, Lê Thị Hoa"))
     assert chromium.current_url == portals["tax"]["url"] + "/"
     text = chromium.find_element(By.TAG_NAME, "main").text
     assert "Xin chào, Lê Thị Hoa" in text and "Nghĩa vụ thuế" in text

@@ -12,7 +12,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.browser.conftest import assert_accessible, assert_fits, demo_portals, phone_screen
+from tests.browser.conftest import assert_accessible, assert_fits, demo_portals, main_says, phone_screen
 from tests.conftest import make_citizen
 
 
@@ -53,7 +53,7 @@ def _journey(phone, wait: WebDriverWait, portals: dict, live, citizen) -> None: 
     assert_fits(phone, "the consent page")
     assert_accessible(phone, "the consent page")
     allow.click()
-    wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "main"), "Xin chào"))
+    wait.until(main_says("Xin chào"))
     assert_fits(phone, "the portal after sign-in")
     assert_accessible(phone, "the portal after sign-in (an agency app)")
 

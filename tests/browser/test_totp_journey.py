@@ -18,7 +18,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.browser.conftest import artifacts_dir, assert_accessible, demo_portals
+from tests.browser.conftest import artifacts_dir, assert_accessible, demo_portals, gone, main_says
 from tests.browser.test_citizen_journey import _allow_consent, _citizen
 from tests.connectors.telecom.outbox import latest_code
 
@@ -76,7 +76,7 @@ class Journey:
         """Submit a form and wait for the page it leads to (not the one it was sent from)."""
         page = self.driver.find_element(By.TAG_NAME, "main")
         element.submit()
-        self.wait.until(ec.staleness_of(page))
+        self.wait.until(gone(page))
 
     def registry_sign_in(self) -> None:
         """The chooser's registry method: the details identify the record, the code goes to its phone."""
@@ -129,7 +129,7 @@ class Journey:
 
     def signed_in_at_substantial(self, portal: dict) -> None:
         _allow_consent(self.driver, self.wait)
-        self.wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "main"), f"Xin chào, {self.name}"))
+        self.wait.until(main_says(f"Xin chào, {self.name}"))
         assert self.driver.current_url == portal["url"] + "/"
         assert "Đáng kể" in self.driver.find_element(By.TAG_NAME, "main").text
         self.shot("signed in at the portal", accessible=False)  # the portal's page is not NIXA's
