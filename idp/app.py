@@ -196,9 +196,8 @@ class Nixa:
     def release_claims(self, person_id: str, client_id: str, claims: list[str], channel: str) -> None:
         """Access log for the citizen. Identical releases within 5 minutes are one entry, so a
         polling app does not flood the citizen's history (and the database)."""
-        digest = hashlib.sha256("|".join(sorted(claims)).encode()).hexdigest()[:16]
-        marker = f"released:{person_id}:{client_id}:{channel}:{digest}"
-        if self.store.add(marker, 1, 300):
+        marker = self._release_marker(person_id, client_id, claims, channel)
+        if self.store.add(marker, 1, self.RELEASE_WINDOW):
             from idp.events import if_not_recorded
 
             if_not_recorded(lambda: self.store.delete(marker))  # the release's event awaited on the event loop
@@ -214,8 +213,7 @@ class Nixa:
         event committed before the caller answers; a release not recorded clears its marker."""
         from idp.events import deferred_audit
 
-        digest = hashlib.sha256("|".join(sorted(claims)).encode()).hexdigest()[:16]
-        marker = f"released:{person_id}:{client_id}:{channel}:{digest}"
+        marker = self._release_marker(person_id, client_id, claims, channel)
         now = time.monotonic()
         if self._released_until.get(marker, 0.0) > now:
             return  # this worker knows the marker is there: the store would refuse it
@@ -238,6 +236,11 @@ class Nixa:
     # seconds, so a steady poll costs the store nothing (the window may stretch by that much).
     RELEASE_WINDOW = 300
     RELEASE_SEEN = 5
+
+    @staticmethod
+    def _release_marker(person_id: str, client_id: str, claims: list[str], channel: str) -> str:
+        digest = hashlib.sha256("|".join(sorted(claims)).encode()).hexdigest()[:16]
+        return f"released:{person_id}:{client_id}:{channel}:{digest}"
 
     def _remember_release(self, marker: str, until: float) -> None:
         if len(self._released_until) >= 100_000:
