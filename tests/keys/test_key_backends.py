@@ -4,6 +4,7 @@ rotate at once, retire and revoke through the audited service layer (keys/servic
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -104,12 +105,31 @@ def test_rotation_pending_active_retired_removed(world):
         assert world.made_in_token() == {nxt, after["pending"][0]}
 
 
+def _meets_once(barrier: threading.Barrier, clock):  # noqa: ANN001, ANN202
+    """`clock`, whose first reading waits for the other worker's."""
+    met: list[bool] = []
+
+    def reading() -> float:
+        if not met:
+            met.append(True)
+            barrier.wait(timeout=10)
+        return clock()
+
+    return reading
+
+
 def test_two_workers_starting_and_rotating_at_once_one_wins_and_nothing_is_left_behind(world):
     a, b = world.worker(), world.worker()
     made = at_once(a.ensure, b.ensure)
     assert not [m for m in made if isinstance(m, Exception)], made
     assert sorted(len(m) for m in made) == [0, 2]  # one worker made the pair, the other found it
     before = states(a)
+    # "At once" for certain: each worker's first clock reading in rotate() comes after it read
+    # the key ring's generation and before its conditional update, so both have read the same
+    # generation before either writes (released threads alone may run one after the other).
+    meeting = threading.Barrier(2)
+    for ring in (a, b):
+        ring.clock = _meets_once(meeting, ring.clock)
     results = at_once(lambda: a.rotate("ES256"), lambda: b.rotate("ES256"))
     assert sorted(results, key=str) == [False, True], results
     after = states(b)
