@@ -388,6 +388,12 @@ class KeyRing:
         view = self._view()
         return view.jwks_body, view.jwks_etag
 
+    def fresh(self) -> bool:
+        """Whether signing now would not ask the database (the cached view is not due for its
+        generation check): a hot path may then sign on the event loop."""
+        view = self._cache
+        return view is not None and time.monotonic() - view.checked_at < self.refresh_every
+
     def encoded_jwks_if_fresh(self) -> tuple[bytes, str] | None:
         """The encoded JWKS without touching the database, while the cached view is fresh."""
         view = self._cache

@@ -265,13 +265,28 @@ def _secret_client_credentials(req: NixaRequest) -> bool:
             and ("client_secret" in form or req.headers.get("authorization", "")[:6].lower() == "basic "))
 
 
+def _client_credentials_in_memory(nixa: Any, req: NixaRequest) -> bool:
+    """Whether such a request needs nothing but this worker's memory: the client, the resource
+    servers it names and a signing key whose generation was checked lately. On Redis the work
+    then runs on the event loop (nothing of it reads the store); else in the threadpool, where
+    a database read does not hold up the loop."""
+    from authlib.oauth2.rfc6749.util import extract_basic_authorization
+
+    if not nixa.clients.in_memory(extract_basic_authorization(req.headers)[0] or req.form.get("client_id")) or not nixa.keys.fresh():
+        return False
+    userinfo = userinfo_audience(nixa.settings.issuer)
+    # A malformed or unknown resource is not in memory either: the threadpool, and its refusal there.
+    return all(r == userinfo or nixa.resources.in_memory(r) for r in (req.form.get("resource") or "").split())
+
+
 @hot.route("/token", "POST")
 async def token(request: Request, nixa: Any) -> Response:
     from idp.oidc.server import token_response
 
     req = await oauth_request(request, nixa)
-    return await off_loop(nixa, _secret_client_credentials(req), token_response, nixa, req,
-                          lambda response: _token_failed(nixa, req, response))
+    inline = _secret_client_credentials(req)
+    return await off_loop(nixa, inline, token_response, nixa, req, lambda response: _token_failed(nixa, req, response),
+                          reads=[] if inline else None, ready=lambda _: _client_credentials_in_memory(nixa, req))
 
 
 def _token_failed(nixa: Any, req: NixaRequest, response: Response) -> None:

@@ -45,3 +45,16 @@ def own_http(own_app):  # noqa: ANN001, ANN201
 
     with TestClient(own_app, base_url="http://testserver", follow_redirects=False) as c:
         yield c
+
+
+@pytest.fixture(scope="module", autouse=True)
+def console_registered_for_this_issuer(nixa):  # noqa: ANN001, ANN201
+    """Other folders start NIXAs of another issuer on the session's database (tests/topology's
+    workers behind nginx): each registers the console client at startup with its own redirect
+    URIs, as every worker of a deployment does. These tests sign in to the session NIXA's
+    console, so its own registration is made again first (it failed them with "redirect URI
+    not registered" when they ran after those folders)."""
+    from admin.auth import CONSOLE_CLIENT_ID, register_admin_resource
+
+    nixa.clients.invalidate(CONSOLE_CLIENT_ID)
+    register_admin_resource(nixa)

@@ -120,6 +120,9 @@ def test_the_statements_of_every_hot_path_are_served_by_an_index(nixa, app, brow
         r = browser.get("/logout", params={"id_token_hint": tokens["id_token"], "client_id": client.client_id})
         assert r.status_code in (200, 303)
     assert len(statements) > 20, "the flows above reached the database"
+    # The audit writer reads the chain's tail through the DBAPI cursor (idp/events.py _BatchSql),
+    # where SQLAlchemy's events do not see it: its statement is asked about all the same.
+    statements.append((nixa.audit._sql.tail, ()))
     tables_read = {t for s, _ in statements for t in GROWING if re.search(rf"\b{t}\b", s)}
     assert {"persons", "linked_identities", "local_accounts", "grants", "refresh_tokens", "consents", "access_log",
             "audit_events"} <= tables_read
