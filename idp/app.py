@@ -296,7 +296,7 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         qs = scope.get("query_string", b"")
-        if any(b > 0x7F for b in qs):  # raw non-ASCII bytes: percent-encode them so every layer parses (and refuses) alike
+        if not qs.isascii():  # raw non-ASCII bytes: percent-encode them so every layer parses (and refuses) alike
             scope = dict(scope, query_string=re.sub(rb"[\x80-\xff]", lambda m: b"%%%02X" % m.group()[0], qs))
 
         async def send_with_headers(message: dict) -> None:

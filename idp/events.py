@@ -10,7 +10,8 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -135,6 +136,7 @@ class _Turn:
 
 class _Pending(list):
     undo: list[Callable[[], None]]
+    events: list[Event] | None  # a thread's batch (AuditLog.batch): held until its work ends; None on the event loop
 
 
 def if_not_recorded(undo: Callable[[], None]) -> None:
@@ -145,6 +147,18 @@ def if_not_recorded(undo: Callable[[], None]) -> None:
         pending.undo.append(undo)
 
 
+async def in_thread_batched(audit: AuditLog, fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(*args)` in the threadpool, its audit events written as one batch when it ends."""
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(_batched, audit, fn, *args)
+
+
+def _batched(audit: AuditLog, fn: Callable[..., Any], *args: Any) -> Any:
+    with audit.batch():
+        return fn(*args)
+
+
 class deferred_audit:
     """`with deferred_audit() as audit: …sync work…` then `await audit.committed()`: the work's
     audit events committed (or the writer's error raised, after the work's `if_not_recorded`
@@ -153,6 +167,7 @@ class deferred_audit:
     def __enter__(self) -> deferred_audit:
         self.pending = _Pending()
         self.pending.undo = []
+        self.pending.events = None
         self._token = _deferred.set(self.pending)
         return self
 
@@ -264,6 +279,9 @@ class AuditLog:
 
     def append(self, event: Event) -> None:
         pending = _deferred.get()
+        if pending is not None and pending.events is not None:
+            pending.events.append(event)  # a thread's batch: written when its work ends (`batch`)
+            return
         if pending is not None:
             # On the event loop: into this turn's batch; the caller awaits it (`deferred_audit`)
             # before its answer leaves.
@@ -283,6 +301,32 @@ class AuditLog:
             raise RuntimeError("the audit log did not commit in time")
         if outcome and outcome[0] is not None:
             raise outcome[0]
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """`with audit.batch(): …sync work…` in a thread: the work's events are written together
+        when it ends, in one transaction, and the thread waits once, not once per event (a
+        sign-in emits four or five). They are committed before the work's answer can leave;
+        should they fail, the work's `if_not_recorded` undo steps run and the writer's error is
+        raised, as from the `emit` that could not be recorded."""
+        pending = _Pending()
+        pending.undo = []
+        pending.events = []
+        token = _deferred.set(pending)
+        try:
+            yield
+        finally:
+            _deferred.reset(token)
+            if pending.events:
+                done, outcome = threading.Event(), []
+                self._enqueue(pending.events, done, outcome)
+                error = outcome[0] if done.wait(self.timeout) and outcome else None
+                if not done.is_set():
+                    error = RuntimeError("the audit log did not commit in time")
+                if error is not None:
+                    for undo in pending.undo:
+                        undo()
+                    raise error
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
         turn = self._turns.pop(loop, None)

@@ -15,6 +15,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
+
+from idp.events import in_thread_batched
 from starlette.responses import Response
 
 from sqlalchemy.exc import IntegrityError
@@ -222,7 +224,7 @@ async def password_login(request: Request, rid: str, connector_id: str) -> Respo
     nixa, pending, t, form, early = await _post(request, rid)
     if early:
         return early
-    return await run_in_threadpool(_password_login, request, nixa, pending, t, form, connector_id)
+    return await in_thread_batched(nixa.audit, _password_login, request, nixa, pending, t, form, connector_id)
 
 
 def _password_login(request: Request, nixa: Any, pending: flow.Pending, t: Any, form: dict[str, str], connector_id: str) -> Response:
@@ -252,7 +254,7 @@ async def challenge_start(request: Request, rid: str, connector_id: str) -> Resp
     nixa, pending, t, form, early = await _post(request, rid)
     if early:
         return early
-    return await run_in_threadpool(_challenge_start, request, nixa, pending, t, form, connector_id)
+    return await in_thread_batched(nixa.audit, _challenge_start, request, nixa, pending, t, form, connector_id)
 
 
 def _challenge_start(request: Request, nixa: Any, pending: flow.Pending, t: Any, form: dict[str, str], connector_id: str) -> Response:
@@ -302,7 +304,7 @@ async def otp_verify(request: Request, rid: str) -> Response:
     nixa, pending, t, form, early = await _post(request, rid)
     if early:
         return early
-    return await run_in_threadpool(_otp_verify, request, nixa, pending, t, form)
+    return await in_thread_batched(nixa.audit, _otp_verify, request, nixa, pending, t, form)
 
 
 def _otp_verify(request: Request, nixa: Any, pending: flow.Pending, t: Any, form: dict[str, str]) -> Response:
@@ -345,7 +347,7 @@ async def redirect_start(request: Request, rid: str, connector_id: str) -> Respo
     nixa, pending, t, form, early = await _post(request, rid)
     if early:
         return early
-    return await run_in_threadpool(_redirect_start, request, nixa, pending, t, form, connector_id)
+    return await in_thread_batched(nixa.audit, _redirect_start, request, nixa, pending, t, form, connector_id)
 
 
 def _redirect_start(request: Request, nixa: Any, pending: flow.Pending, t: Any, form: dict[str, str], connector_id: str) -> Response:
@@ -400,7 +402,7 @@ async def certificate_start(request: Request, rid: str, connector_id: str) -> Re
     nixa, pending, t, form, early = await _post(request, rid)
     if early:
         return early
-    return await run_in_threadpool(_certificate_page, request, nixa, pending, t, connector_id)
+    return await in_thread_batched(nixa.audit, _certificate_page, request, nixa, pending, t, connector_id)
 
 
 def _certificate_page(request: Request, nixa: Any, pending: flow.Pending, t: Any, connector_id: str, error: str | None = None,
@@ -442,7 +444,7 @@ async def certificate_verify(request: Request, rid: str, connector_id: str) -> R
     nixa, pending, t, form, early = await _post(request, rid)
     if early:
         return early
-    return await run_in_threadpool(_certificate_verify, request, nixa, pending, t, form, connector_id)
+    return await in_thread_batched(nixa.audit, _certificate_verify, request, nixa, pending, t, form, connector_id)
 
 
 def _certificate_verify(request: Request, nixa: Any, pending: flow.Pending, t: Any, form: dict[str, str], connector_id: str) -> Response:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
 
@@ -20,6 +20,7 @@ from connectors.base import LevelOfAssurance
 from idp.login.session import SsoSession
 from idp.oidc.errors import ascii_text, note, note_client, note_redirected, refusal
 from idp.oidc.protocol import AuthContext, NixaRequest
+from idp.store.ephemeral import stored_fields
 
 PAR_URN = "urn:ietf:params:oauth:request_uri:"
 PROMPTS = {"none", "login", "consent", "select_account"}
@@ -295,7 +296,7 @@ def _ttl_left(nixa: Any, pending: Pending) -> float:
 
 def save(nixa: Any, pending: Pending) -> None:
     """Store a new pending request (its first version)."""
-    nixa.store.put(_key(pending.rid), asdict(pending), nixa.settings.pending_request_ttl)
+    nixa.store.put(_key(pending.rid), stored_fields(pending), nixa.settings.pending_request_ttl)
 
 
 def update(nixa: Any, pending: Pending, change: Callable[[Pending], None]) -> Pending:
@@ -309,7 +310,7 @@ def update(nixa: Any, pending: Pending, change: Callable[[Pending], None]) -> Pe
             raise PageError("expired_request")
         version = pending.v
         pending.v = version + 1
-        if nixa.store.cas(_key(pending.rid), version, asdict(pending), left):
+        if nixa.store.cas(_key(pending.rid), version, stored_fields(pending), left):
             return pending
         fresh = nixa.store.get(_key(pending.rid))
         if not fresh or fresh.get("browser") != pending.browser:

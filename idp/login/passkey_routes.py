@@ -8,6 +8,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
+
+from idp.events import in_thread_batched
 from starlette.responses import JSONResponse, Response
 
 from idp.identity import passkeys
@@ -35,7 +37,7 @@ async def _posted(request: Request, rid: str, handler: Any) -> Response:
         form = await _form(request)
     except BadRequest as exc:
         return message(request, t, "error_bad_request", exc.status, detail=exc.description)
-    return await run_in_threadpool(handler, request, nixa, pending, t, form)
+    return await in_thread_batched(nixa.audit, handler, request, nixa, pending, t, form)
 
 
 @router.post("/interaction/{rid}/passkey/options")

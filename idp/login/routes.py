@@ -7,6 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
+
+from idp.events import in_thread_batched
 from starlette.responses import Response
 
 from connectors.base import LevelOfAssurance, NotAllowed, SessionEndingConnector, canonical_username
@@ -53,7 +55,7 @@ async def _protocol_request(request: Request, handler: Any) -> Response:
             params = await read_form(request, max_body=nixa.settings.max_body_bytes, max_length=nixa.settings.max_param_length)
     except BadRequest as exc:
         return message(request, translator(request), "error_bad_request", exc.status, detail=exc.description)
-    return await run_in_threadpool(handler, request, nixa, translator(request, params.get("ui_locales")), params)
+    return await in_thread_batched(nixa.audit, handler, request, nixa, translator(request, params.get("ui_locales")), params)
 
 
 @router.api_route("/authorize", methods=["GET", "POST"])
@@ -229,7 +231,7 @@ async def local_login(request: Request, rid: str) -> Response:
         form = await _form(request)
     except BadRequest as exc:
         return message(request, t, "error_bad_request", exc.status, detail=exc.description)
-    return await run_in_threadpool(_local_login, request, nixa, pending, t, form)
+    return await in_thread_batched(nixa.audit, _local_login, request, nixa, pending, t, form)
 
 
 def _local_login(request: Request, nixa: Any, pending: flow.Pending | None, t: Any, form: dict[str, str]) -> Response:
@@ -287,7 +289,7 @@ async def consent(request: Request, rid: str) -> Response:
         form = await _form(request)
     except BadRequest as exc:
         return message(request, t, "error_bad_request", exc.status, detail=exc.description)
-    return await run_in_threadpool(_consent, request, nixa, pending, t, form)
+    return await in_thread_batched(nixa.audit, _consent, request, nixa, pending, t, form)
 
 
 def _consent(request: Request, nixa: Any, pending: flow.Pending | None, t: Any, form: dict[str, str]) -> Response:
@@ -319,7 +321,7 @@ async def cancel(request: Request, rid: str) -> Response:
         return message(request, t, "error_expired_request")
     if not _csrf_ok(request, nixa, pending.rid, form):
         return message(request, t, "error_csrf", 403)
-    return redirect(await run_in_threadpool(flow.deny, nixa, pending.rid, browser_id(request) or ""))
+    return redirect(await in_thread_batched(nixa.audit, flow.deny, nixa, pending.rid, browser_id(request) or ""))
 
 
 # ---- home -----------------------------------------------------------------------------------------
@@ -396,7 +398,7 @@ async def logout_confirm(request: Request) -> Response:
         form = await _form(request)
     except BadRequest as exc:
         return message(request, t, "error_bad_request", exc.status, detail=exc.description)
-    return await run_in_threadpool(_logout_decision, request, nixa, t, form)
+    return await in_thread_batched(nixa.audit, _logout_decision, request, nixa, t, form)
 
 
 def _logout_decision(request: Request, nixa: Any, t: Any, form: dict[str, str]) -> Response:

@@ -16,10 +16,11 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from connectors.base import LevelOfAssurance
+from idp.store.ephemeral import stored_fields
 
 SESSION_COOKIE = "nixa_session"
 BROWSER_COOKIE = "nixa_browser"
@@ -204,7 +205,7 @@ class Sessions:
     @staticmethod
     def _record(session: SsoSession, ck: str | None) -> dict[str, Any]:
         """What is stored: the session, but what its key says (the sid) and an empty `upstream`."""
-        record = asdict(session)
+        record = stored_fields(session)
         if ck is not None:
             record["ck"] = ck
             del record["sid"]

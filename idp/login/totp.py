@@ -12,6 +12,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
+
+from idp.events import in_thread_batched
 from starlette.responses import Response
 
 from idp.identity import factors
@@ -33,7 +35,7 @@ async def _post(request: Request, rid: str, method: str) -> Response:
         form = await _form(request)
     except BadRequest as exc:
         return message(request, t, "error_bad_request", exc.status, detail=exc.description)
-    return await run_in_threadpool(_second_step, request, nixa, pending, t, form, method)
+    return await in_thread_batched(nixa.audit, _second_step, request, nixa, pending, t, form, method)
 
 
 @router.post("/interaction/{rid}/totp")

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 
 from connectors.base import ACR_BY_LEVEL
 from idp.identity.claims import SCOPE_CLAIMS
+from idp.events import in_thread_batched
 from idp.hot import HotRoutes
 from idp.oidc.errors import note, note_client, refusal
 from idp.oidc.params import BadRequest, read_form
@@ -236,20 +237,20 @@ async def off_loop(nixa: Any, inline: bool, fn: Any, *args: Any, reads: list[str
     are committed by the writer thread while the loop goes on, and awaited before the answer
     leaves (idp/events.py deferred_audit), as a thread would have waited for them."""
     if not inline:
-        return await run_in_threadpool(fn, *args)
+        return await in_thread_batched(nixa.audit, fn, *args)
     from idp.events import deferred_audit
 
     if nixa.works_in_memory:
         with deferred_audit() as audit:
             result = fn(*args)
     elif reads is None:
-        return await run_in_threadpool(fn, *args)
+        return await in_thread_batched(nixa.audit, fn, *args)
     else:
         from idp.store.ephemeral import read_ahead
 
         known = dict(zip(reads, await nixa.store.aget_many(reads)))
         if ready is not None and not ready(known):
-            return await run_in_threadpool(fn, *args)
+            return await in_thread_batched(nixa.audit, fn, *args)
         with read_ahead(known), deferred_audit() as audit:
             result = fn(*args)
     await audit.committed()
@@ -337,7 +338,7 @@ async def introspect(request: Request, nixa: Any) -> Response:
 @hot.route("/revoke", "POST")
 async def revoke(request: Request, nixa: Any) -> Response:
     req = await oauth_request(request, nixa)
-    return await run_in_threadpool(nixa.server.create_endpoint_response, "revocation", req)
+    return await in_thread_batched(nixa.audit, nixa.server.create_endpoint_response, "revocation", req)
 
 
 # ---- userinfo (OIDC Core §5.3) ------------------------------------------------------------------------
@@ -467,7 +468,7 @@ async def userinfo_post(request: Request, nixa: Any) -> Response:
 @router.post("/par")
 async def par(request: Request, nixa: NixaDep) -> Response:
     req = await oauth_request(request, nixa)
-    return await run_in_threadpool(_par, nixa, req)
+    return await in_thread_batched(nixa.audit, _par, nixa, req)
 
 
 def _par(nixa: Any, req: NixaRequest) -> Response:

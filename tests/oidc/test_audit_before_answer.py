@@ -77,3 +77,37 @@ def test_no_claims_leave_userinfo_without_the_citizens_access_log_entry(embedded
     with nixa.db.session() as s:  # the release that left is in the citizen's access log, though the one before failed
         logged = s.scalars(select(AccessLogEntry).where(AccessLogEntry.person_id == citizen.person_id)).all()
     assert [(e.client_id, e.channel) for e in logged if e.channel == "userinfo"] == [(client.client_id, "userinfo")]
+
+
+def test_no_code_exchange_and_no_sign_in_leave_without_their_audit_rows(embedded):  # noqa: ANN001
+    # The threadpool paths write a request's events as one batch when its work ends
+    # (idp/events.py AuditLog.batch): the refusal must still stop the answer. A sign-in whose
+    # login.succeeded cannot be recorded sets no session cookie and sends no code; a code
+    # exchange whose token.issued cannot be recorded gives no token.
+    from tests.conftest import authorize, form_action, hidden, query_of
+
+    nixa, app = embedded
+    client, citizen = register_client(nixa), make_citizen(nixa)
+    with TestClient(app, base_url="http://testserver", follow_redirects=False, raise_server_exceptions=False) as browser, \
+            TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as http:
+        r, q, verifier = authorize(browser, client, scope="openid profile")
+        page = browser.get(r.headers["location"])
+        _refuse_audit_rows(nixa, True)
+        r = browser.post(form_action(page.text, "/local"), data={"csrf": hidden(page.text, "csrf"), "username": citizen.username,
+                                                                 "password": citizen.password})
+        assert r.status_code >= 500 and "code=" not in r.headers.get("location", "") and "set-cookie" not in r.headers
+        _refuse_audit_rows(nixa, False)
+        r, q, verifier = authorize(browser, client, scope="openid profile")
+        page = browser.get(r.headers["location"])
+        r = browser.post(form_action(page.text, "/local"), data={"csrf": hidden(page.text, "csrf"), "username": citizen.username,
+                                                                 "password": citizen.password})
+        while r.headers["location"].startswith("/interaction/"):  # consent
+            page = browser.get(r.headers["location"])
+            r = browser.post(form_action(page.text, "/consent"), data={"csrf": hidden(page.text, "csrf"), "decision": "allow"})
+        code = query_of(r.headers["location"])["code"]
+        _refuse_audit_rows(nixa, True)
+        r = http.post("/token", data={"grant_type": "authorization_code", "code": code, "redirect_uri": client.redirect_uri,
+                                      "code_verifier": verifier}, auth=(client.client_id, client.secret))
+        assert r.status_code >= 500 and "access_token" not in r.text and "id_token" not in r.text
+        _refuse_audit_rows(nixa, False)
+    assert _issued(nixa, client.client_id) == 0
