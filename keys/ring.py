@@ -32,6 +32,7 @@ from joserfc.jws import JWSRegistry
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from idp.store.cache import REFRESH_AHEAD
 from idp.store.db import Database
 from idp.store.models import KeyRingState, SigningKey
 from keys.pkcs11 import Hsm, HsmProblem
@@ -125,6 +126,8 @@ class KeyRing:
         self.refresh_every = refresh_every
         self._cache: _Cache | None = None
         self._lock = threading.Lock()
+        self._lock_soon = threading.Lock()
+        self._checking = False  # a background generation check under way (fresh)
 
     # ---- lifecycle -----------------------------------------------------------------
 
@@ -321,14 +324,14 @@ class KeyRing:
         with self.db.session() as s:
             return sum(s.scalars(select(KeyRingState.generation)).all()) + len(s.scalars(select(KeyRingState.alg)).all())
 
-    def _view(self) -> _Cache:
+    def _view(self, max_age: float | None = None) -> _Cache:
+        max_age = self.refresh_every if max_age is None else max_age
         cache = self._cache
-        now = time.monotonic()
-        if cache is not None and now - cache.checked_at < self.refresh_every:
+        if cache is not None and time.monotonic() - cache.checked_at < max_age:
             return cache
         with self._lock:
             cache = self._cache
-            if cache is not None and time.monotonic() - cache.checked_at < self.refresh_every:
+            if cache is not None and time.monotonic() - cache.checked_at < max_age:
                 return cache
             generation = self._generation()
             if cache is not None and cache.generation == generation:
@@ -390,15 +393,38 @@ class KeyRing:
 
     def fresh(self) -> bool:
         """Whether signing now would not ask the database (the cached view is not due for its
-        generation check): a hot path may then sign on the event loop."""
+        generation check): a hot path may then sign on the event loop. In the view's last fifth
+        the check is made in the background, so the hot paths do not all find it due at once
+        and leave the loop for it (every `refresh_every` seconds); it is never older than that."""
         view = self._cache
-        return view is not None and time.monotonic() - view.checked_at < self.refresh_every
+        if view is None:
+            return False
+        age = time.monotonic() - view.checked_at
+        if age >= self.refresh_every * REFRESH_AHEAD:
+            self._check_soon()
+        return age < self.refresh_every
+
+    def _check_soon(self) -> None:
+        with self._lock_soon:
+            if self._checking:
+                return
+            self._checking = True
+
+        def check() -> None:
+            try:
+                self._view(self.refresh_every * REFRESH_AHEAD)
+            except Exception:  # noqa: BLE001 -- the view then falls due, and the next signer checks (and meets the error)
+                log.warning("the key ring's background generation check failed", exc_info=True)
+            finally:
+                self._checking = False
+
+        threading.Thread(target=check, name="nixa-key-ring-check", daemon=True).start()
 
     def encoded_jwks_if_fresh(self) -> tuple[bytes, str] | None:
         """The encoded JWKS without touching the database, while the cached view is fresh."""
-        view = self._cache
-        if view is None or time.monotonic() - view.checked_at >= self.refresh_every:
+        if not self.fresh():
             return None
+        view = self._cache
         return view.jwks_body, view.jwks_etag
 
     def active_kid(self, alg: str) -> str:

@@ -221,3 +221,24 @@ def test_a_remembered_signature_covers_only_those_exact_bytes_and_its_algorithm(
         r.verify(token, algs=("EdDSA",))
     r.verify(token).claims["n"] = 99  # a caller changing its copy changes nobody else's
     assert r.verify(token).claims["n"] == 1
+
+
+def test_the_view_is_checked_in_the_background_before_it_falls_due_and_never_used_past_it(nixa, database_url, master_key):
+    # Two workers: `other` rotates; `worker` signs on its hot path, asking fresh() first.
+    worker, other = ring(database_url, master_key), ring(database_url, master_key)
+    worker.refresh_every = 2.0
+    other.ensure()
+    worker.sign({"n": 1}, "ES256")
+    before = worker.active_kid("ES256")
+    assert other.rotate("ES256")
+    assert worker.fresh() and worker.active_kid("ES256") == before  # within its age: the old view
+    worker._cache.checked_at -= 2.0 * 0.85  # the view is in its last fifth
+    assert worker.fresh()  # still usable now, and a background check has started
+    deadline = time.monotonic() + 10
+    while worker._checking or worker._cache.checked_at < time.monotonic() - 1.0:
+        assert time.monotonic() < deadline, "the background check never ran"
+        time.sleep(0.01)
+    assert worker.fresh()  # checked again: young
+    assert worker.active_kid("ES256") != before  # and it saw the other worker's rotation
+    worker._cache.checked_at -= 2.0  # a view past its age is never fresh, whatever runs in the background
+    assert not worker.fresh()
