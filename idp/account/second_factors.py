@@ -26,7 +26,7 @@ router = APIRouter()
 
 SECTION = "second-factors"
 REFUSED = {"wrong_code": "totp_wrong", "replayed": "totp_wrong", "throttled": "totp_throttled", "totp_exists": "totp_exists",
-           "no_factor": "factor_none"}
+           "no_factor": "factor_none", "factor_unreadable": "totp_unreadable"}
 
 
 def view(v: Visitor) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,8 +37,10 @@ from sqlalchemy import delete, func, select, update
 from connectors.base import LevelOfAssurance
 from idp.identity import notify
 from idp.store.models import RecoveryCode, TotpFactor
-from keys.sealing import Sealer, place
+from keys.sealing import SealedValueRefused, Sealer, place
 from sqlalchemy.orm import Session
+
+log = logging.getLogger("nixa")
 
 TOTP_METHOD = "totp"
 RECOVERY_METHOD = "recovery-code"
@@ -118,7 +121,19 @@ def enrolment_secret(nixa: Any, person_id: str) -> str | None:
         row = s.get(TotpFactor, person_id)
         if row is None or row.confirmed_at is not None:
             return None
+        return _opened(nixa, row, person_id)
+
+
+def _opened(nixa: Any, row: TotpFactor, person_id: str) -> str | None:
+    """The app's secret, or None when its sealed value does not open: altered in the database,
+    moved from another person's row, or sealed under a master key this worker does not hold. No
+    code is then accepted (the person is told to use a recovery code or ask support) and the
+    operator hears of it; never a 500."""
+    try:
         return nixa.sealer.open(row.secret_sealed, _aad(person_id)).decode()
+    except SealedValueRefused:
+        log.error("the authenticator-app secret of person %s does not open (altered, moved, or another master key)", person_id)
+        return None
 
 
 def provisioning_uri(secret: str, account: str) -> str:
@@ -153,7 +168,9 @@ def _accept_totp(nixa: Any, person_id: str, code: str, *, enrolling: bool) -> st
         row = s.get(TotpFactor, person_id)
         if row is None or (row.confirmed_at is None) != enrolling:
             return "no_factor"
-        secret = nixa.sealer.open(row.secret_sealed, _aad(person_id)).decode()
+        secret = _opened(nixa, row, person_id)
+    if secret is None:
+        return "factor_unreadable"
     step = _step_of(secret, _normalise_totp(code), nixa.clock())
     if step is None:
         return "wrong_code"

@@ -67,5 +67,6 @@ def _second_step(request: Request, nixa: Any, pending: flow.Pending | None, t: A
             return _show_step(request, nixa, pending, t, error=rate_limited_text(t, refused.wait), status=429, failed=method)
         nixa.events.emit("login.failed", person_id=person_id, client_id=pending.client_id, ip=ip,
                          data={"method": method, "reason": refused.code})
-        return _show_step(request, nixa, pending, t, error=t(WRONG[method]), status=401, failed=method)
+        text = t("totp_unreadable") if refused.code == "factor_unreadable" else t(WRONG[method])
+        return _show_step(request, nixa, pending, t, error=text, status=401, failed=method)
     return signed_in(request, nixa, pending, t, person_id=person_id, loa=factors.LEVEL, amr=factors.AMR, method=method)

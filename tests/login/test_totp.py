@@ -16,7 +16,6 @@ from sqlalchemy import text
 
 from idp.identity import factors
 from idp.login.session import csrf_token
-from keys.sealing import SealedValueRefused
 from tests.conftest import form_action, hidden, register_client
 from tests.connectors.telecom.outbox import outbox
 from tests.login.support import redeem_claims, registry_otp
@@ -276,8 +275,30 @@ def test_the_secret_and_the_codes_are_not_in_the_database(nixa, federation, app)
     other = enrolled(nixa, federation, app)
     with nixa.db.session() as s:
         s.execute(text("UPDATE totp_factors SET secret_sealed = :b WHERE person_id = :p"), {"b": raw, "p": other.person_id})
-    with pytest.raises(SealedValueRefused):
+    with pytest.raises(factors.FactorRefused) as refused:  # refused like a wrong code, never accepted
         factors.verify_second_factor(nixa, other.person_id, "totp", holder.code(), ip=None, request_id="r", browser=None)
+    assert refused.value.code == "factor_unreadable"
+
+
+def test_a_secret_altered_in_the_database_refuses_every_code_with_a_page_not_a_500(nixa, federation, app, portal):  # noqa: ANN001
+    # The attacker: someone who can write the database (a stolen backup restored, an insider)
+    # copies their own sealed secret onto a victim's row to pass the victim's second step with
+    # their own app. The seal is bound to its person: no code passes, the person is told to use
+    # a recovery code or call support, and the refusal is audited with its reason.
+    attacker, victim = enrolled(nixa, federation, app), enrolled(nixa, federation, app)
+    with nixa.db.session() as s:
+        [sealed] = s.execute(text("SELECT secret_sealed FROM totp_factors WHERE person_id = :p"), {"p": attacker.person_id}).one()
+        s.execute(text("UPDATE totp_factors SET secret_sealed = :b WHERE person_id = :p"), {"b": bytes(sealed), "p": victim.person_id})
+    with own_browser(app) as b:
+        _, page, _ = after_password(b, portal, victim)
+        for code in (attacker.code(), victim.code()):
+            r = second_step(b, page, "totp", code)
+            assert r.status_code == 401 and "code=" not in r.headers.get("location", ""), r.text[:300]
+            assert "Không đọc được ứng dụng xác thực" in r.text
+    refusals = [e.data.get("reason") for e in events(nixa, "totp.refused", victim.person_id)]
+    assert refusals.count("factor_unreadable") == 2
+    # and the account page still opens for the victim (where they remove it and add it again)
+    assert factors.enrolment_secret(nixa, victim.person_id) is None
 
 
 # ---- every factor lost ----------------------------------------------------------------------------
