@@ -114,6 +114,21 @@ def _with_demo_key(settings: Settings) -> Settings:
     return settings.model_copy(update={"master_key": demo_key.read_text().strip()})
 
 
+def _settings() -> Settings:
+    """The deployment's settings. A wrong one (a value of the wrong kind, a *_FILE that cannot be
+    read) is a refusal to start, one line per setting, never a traceback."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error.get("loc", ()))
+            text = str(error.get("msg", "")).removeprefix("Value error, ")
+            typer.echo(f"nixa: configuration: {f'NIXA_{where.upper()}: ' if where else ''}{text}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _nixa(settings: Settings | None = None):  # noqa: ANN202
     """The one way a command opens NIXA, so every command's audit events carry its actor."""
     from idp.app import Nixa
@@ -121,7 +136,7 @@ def _nixa(settings: Settings | None = None):  # noqa: ANN202
     from keys.pkcs11 import HsmProblem
     from keys.sealing import MasterKeyProblem
 
-    settings = _with_demo_key(settings or Settings())
+    settings = _with_demo_key(settings or _settings())
     missing = _no_deployment_here(settings)
     if missing:
         typer.echo(f"nixa: {missing}", err=True)
@@ -157,7 +172,7 @@ def migrate() -> None:
     """Bring the database schema to this version (Alembic upgrade head)."""
     from idp.store.db import migrate as do_migrate
 
-    settings = Settings()
+    settings = _settings()
     if settings.sqlalchemy_url.startswith("sqlite:///"):
         Path(settings.sqlalchemy_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)  # a new var dir
     do_migrate(settings.sqlalchemy_url)
@@ -169,7 +184,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     """Serve NIXA (refuses to start on a schema it does not know, or without its master key)."""
     import uvicorn
 
-    settings = Settings()
+    settings = _settings()
     if workers > 1 and not settings.redis_url:
         # The in-process ephemeral store lives inside one process: pending sign-ins, codes and
         # sessions made by one worker would be unknown to the others.
@@ -281,7 +296,7 @@ def keys_rotate_master() -> None:
 
     from keys.sealing import MasterKey, MasterKeyProblem
 
-    settings = Settings()
+    settings = _settings()
     if not settings.audit_key:
         # The audit key is derived from the master key until it is pinned: rotating now would
         # leave every earlier audit row keyed with a key nobody holds any more.

@@ -37,3 +37,17 @@ def test_without_files_the_environment_is_used(monkeypatch) -> None:  # noqa: AN
     monkeypatch.setenv("NIXA_REDIS_URL", "redis://127.0.0.1:6390/2")
     monkeypatch.delenv("NIXA_REDIS_URL_FILE", raising=False)
     assert Settings().redis_url == "redis://127.0.0.1:6390/2"
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "1"], ["migrate"], ["keys", "list"]])
+def test_a_wrong_setting_stops_a_command_with_one_line_not_a_traceback(command, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from typer.testing import CliRunner
+
+    from admin.cli import app
+
+    monkeypatch.delenv("NIXA_MASTER_KEY", raising=False)
+    env = {"NIXA_MASTER_KEY_FILE": str(tmp_path / "missing"), "NIXA_VAR_DIR": str(tmp_path), "NIXA_MAX_BODY_BYTES": "lots"}
+    result = CliRunner().invoke(app, command, env=env, catch_exceptions=False)
+    assert result.exit_code == 2
+    assert "nixa: configuration: NIXA_MASTER_KEY_FILE: cannot read" in result.output
+    assert "Traceback" not in result.output and "ValidationError" not in result.output
