@@ -404,7 +404,11 @@ def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) ->
         # so the server keeps the connection open for the client's next, unrelated request.
         from idp.oidc.errors import note, refusal
 
-        log.warning("dependency unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        from keys.pkcs11 import HsmProblem
+
+        # The HSM's own words say which key or session failed (never a secret); the others' type is enough.
+        log.warning("dependency unavailable on %s %s: %s", request.method, request.url.path,
+                    f"HsmProblem: {exc}" if isinstance(exc, HsmProblem) else type(exc).__name__)
         note("temporarily_unavailable")  # audited with its reference, when the audit itself can be written (idp/ops.py)
         headers = {"Retry-After": "5", "Cache-Control": "no-store"}
         if request.url.path in API_PATHS or request.url.path.startswith("/.well-known"):
@@ -417,7 +421,11 @@ def create_app(settings: Settings | None = None, *, nixa: Nixa | None = None) ->
         return response
 
     # RedisReadOnly: the address written to is a replica for a moment (a failover under way).
-    for outage in (RedisDown, RedisSlow, RedisReadOnly, OperationalError, InterfaceError, PoolExhausted):
+    from keys.pkcs11 import HsmProblem
+
+    # HsmProblem: the token unreachable, its session ended, or a signing key gone from it behind
+    # NIXA's back (an operator then revokes it: `nixa keys revoke`): no signature, so no answer.
+    for outage in (RedisDown, RedisSlow, RedisReadOnly, OperationalError, InterfaceError, PoolExhausted, HsmProblem):
         app.add_exception_handler(outage, _dependency_down)
 
     @app.exception_handler(Exception)

@@ -320,3 +320,26 @@ def test_a_session_that_ends_under_a_worker_is_opened_again(hsm_world):
     token = nixa.keys.sign({"iss": "x", "n": 7}, "ES256")
     assert verified_independently(token, http.get("/jwks").json())["n"] == 7
     assert nixa.hsm._session is not dead
+
+
+def test_a_signing_key_destroyed_in_the_token_behind_nixa_is_a_503_until_it_is_revoked(hsm_world, monkeypatch):
+    # Someone with the token's PIN (another program, a careless operator) destroys the active key
+    # while NIXA runs. No token can be signed: the client hears 503 temporarily_unavailable with
+    # Retry-After, never a 500 or an unsigned answer; once an operator revokes the lost key, the
+    # next key signs.
+    from pkcs11 import ObjectClass
+
+    nixa, http = hsm_world
+    monkeypatch.setattr(nixa.keys, "refresh_every", 0)
+    client = register_client(nixa, grant_types=["client_credentials"], response_types=[], redirect_uris=[], scope="")
+    ask = lambda: http.post("/token", data={"grant_type": "client_credentials"}, auth=(client.client_id, client.secret))  # noqa: E731
+    assert ask().status_code == 200
+    kid = nixa.keys.active_kid(nixa.settings.default_signing_alg)
+    nixa.hsm._session.get_key(object_class=ObjectClass.PRIVATE_KEY, id=kid.encode()).destroy()
+    r = ask()
+    assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable" and r.headers["retry-after"], r.text
+    assert "access_token" not in r.text
+    assert nixa.keys.revoke(kid) is not None
+    r = ask()
+    assert r.status_code == 200, r.text
+    assert jwt.decode(r.json()["access_token"], KeySet.import_key_set(http.get("/jwks").json())).header["kid"] != kid
