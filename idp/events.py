@@ -19,7 +19,7 @@ from sqlalchemy import Connection, func, insert, select
 
 from idp.audit_chain import CHECKPOINT_TYPE, GENESIS, AuditKeys, ChainCheck, ChainReport, Checkpoint, Checkpoints
 from idp.store.db import Database
-from idp.store.models import AccessLogEntry, AuditEvent
+from idp.store.models import AuditEvent
 from idp.ops import request_id
 
 log = logging.getLogger("nixa")
