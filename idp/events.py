@@ -294,13 +294,18 @@ class AuditLog:
             if not pending or pending[-1][0] is not turn.signal:
                 pending.append((turn.signal, turn.outcome))
             return
-        done = threading.Event()
-        outcome: list = []
-        self._enqueue([event], done, outcome)
+        error = self._written([event])
+        if error is not None:
+            raise error
+
+    def _written(self, events: list[Event]) -> Exception | None:
+        """Hand `events` to the writer and wait, in this thread, for their commit: None once
+        committed, else the writer's error (or the timeout's)."""
+        done, outcome = threading.Event(), []
+        self._enqueue(events, done, outcome)
         if not done.wait(self.timeout):
-            raise RuntimeError("the audit log did not commit in time")
-        if outcome and outcome[0] is not None:
-            raise outcome[0]
+            return RuntimeError("the audit log did not commit in time")
+        return outcome[0] if outcome else None
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -318,11 +323,7 @@ class AuditLog:
         finally:
             _deferred.reset(token)
             if pending.events:
-                done, outcome = threading.Event(), []
-                self._enqueue(pending.events, done, outcome)
-                error = outcome[0] if done.wait(self.timeout) and outcome else None
-                if not done.is_set():
-                    error = RuntimeError("the audit log did not commit in time")
+                error = self._written(pending.events)
                 if error is not None:
                     for undo in pending.undo:
                         undo()
