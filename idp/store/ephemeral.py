@@ -398,8 +398,8 @@ class RedisStore:
         self._throttle_hit = self._redis.register_script(_THROTTLE_HIT)
         self._throttle_refund = self._redis.register_script(_THROTTLE_REFUND)
         self._url = url
-        # redis.asyncio connections belong to the event loop that opened them: one client per loop
-        # (a uvicorn worker has one; a test that starts several gets one each).
+        # An event loop's connection belongs to that loop: one per loop (a uvicorn worker has
+        # one; a test that starts several gets one each). idp/store/resp.py
         self._aio: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
     def _k(self, key: str) -> str:
@@ -415,7 +415,9 @@ class RedisStore:
         loop = asyncio.get_running_loop()
         client = self._aio.get(loop)
         if client is None:
-            client = self._aio[loop] = _async_redis(self._url)
+            from idp.store.resp import PipelinedRedis
+
+            client = self._aio[loop] = PipelinedRedis(self._url, loop)
         return client
 
     def put(self, key: str, value: Any, ttl: float) -> None:
@@ -445,14 +447,14 @@ class RedisStore:
     async def aget_many(self, keys: list[str]) -> list[Any | None]:
         if not keys:
             return []
-        raws = await self._async_client().mget([self._k(k) for k in keys])
+        raws = await self._async_client().call("MGET", *[self._k(k) for k in keys])
         return [None if raw is None else json.loads(raw) for raw in raws]
 
     async def aadd(self, key: str, value: Any, ttl: float) -> bool:
-        return bool(await self._async_client().set(self._k(key), _dumps(value), px=self._ms(ttl), nx=True))
+        return await self._async_client().call("SET", self._k(key), _dumps(value), "PX", self._ms(ttl), "NX") is not None
 
     async def adelete(self, key: str) -> None:
-        await self._async_client().delete(self._k(key))
+        await self._async_client().call("DEL", self._k(key))
 
     def take(self, key: str) -> Any | None:
         raw = self._redis.getdel(self._k(key))
@@ -505,21 +507,6 @@ class RedisStore:
         """Tests only: drop every key under this store's prefix."""
         for key in self._redis.scan_iter(self._prefix + "*", count=1000):
             self._redis.delete(key)
-
-
-def _async_redis(url: str) -> Any:
-    """The redis.asyncio client for `url`, with the sync client's failover handling (Sentinel)
-    and bounded waits: a Redis that stops answering fails the request, it does not hang it."""
-    import redis.asyncio as aioredis
-
-    if url.startswith("redis+sentinel://"):
-        from redis.asyncio.sentinel import Sentinel
-
-        nodes, service, db, password = _sentinel_parts(url)
-        sentinel = Sentinel(nodes, socket_timeout=2, socket_connect_timeout=2)
-        return sentinel.master_for(service, db=db, password=password, decode_responses=True, socket_timeout=5,
-                                   socket_connect_timeout=2, health_check_interval=30)
-    return aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30, socket_timeout=5, socket_connect_timeout=2)
 
 
 def _sentinel_parts(url: str) -> tuple[list[tuple[str, int]], str, int, str | None]:

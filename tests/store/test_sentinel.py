@@ -88,6 +88,34 @@ def test_the_store_follows_the_master_across_a_failover(sentinel_set):
     assert store.take("sso:after") == {"person": "p2"} and store.get("sso:after") is None
 
 
+def test_the_event_loop_s_connection_follows_the_master_too(sentinel_set):
+    """The hot paths' pipelined connection (idp/store/resp.py) asks Sentinel for the master
+    when it (re)connects: after a failover UserInfo's read goes to the new master, and a command
+    in flight when the master died fails as an outage (503), not as a hang."""
+    import asyncio
+
+    master, replica, sentinel = sentinel_set["master"], sentinel_set["replica"], sentinel_set["sentinel"]
+    store = open_store(f"redis+sentinel://127.0.0.1:{sentinel.port}/{SERVICE}/0")
+    store.put("sso:before", {"person": "p1"}, 600)
+    redis.Redis(port=master.port).wait(1, 5000)
+
+    async def main() -> None:
+        assert await store.aget_many(["sso:before", "sso:none"]) == [{"person": "p1"}, None]
+        master.stop()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert await store.aadd("release:x", 1, 600) is True
+                break
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.ReadOnlyError):
+                assert time.monotonic() < deadline, "no new master within 20 s"
+                await asyncio.sleep(0.2)
+        assert await store.aget_many(["sso:before", "release:x"]) == [{"person": "p1"}, 1]
+
+    asyncio.run(main())
+    assert redis.Redis(port=replica.port, decode_responses=True).get("nixa:release:x") == "1"
+
+
 @pytest.mark.parametrize("url", ["redis+sentinel://127.0.0.1:26379", "redis+sentinel:///nixa", "redis+sentinel://127.0.0.1:26379/"])
 def test_a_sentinel_url_without_hosts_or_service_is_refused(url):
     with pytest.raises(ValueError, match="redis\\+sentinel URL"):
