@@ -22,6 +22,7 @@ from idp.oidc.errors import note, note_client, refusal
 from idp.oidc.params import BadRequest, read_form
 from idp.oidc.grants import AUTH_METHODS
 from idp.oidc.protocol import NixaRequest
+from idp.oidc.tokens import checked_once
 from idp.oidc.resources import userinfo_audience
 from idp.oidc.tokens import InvalidToken
 
@@ -329,10 +330,11 @@ def _introspection_reads(nixa: Any, req: NixaRequest) -> tuple[list[str] | None,
 @hot.route("/introspect", "POST")
 async def introspect(request: Request, nixa: Any) -> Response:
     req = await oauth_request(request, nixa)
-    # Inline for a client authenticating with its secret (an assertion may fetch its jwks_uri).
-    reads, ready = _introspection_reads(nixa, req) if "client_assertion" not in req.form else (None, None)
-    return await off_loop(nixa, "client_assertion" not in req.form, nixa.server.create_endpoint_response, "introspection", req,
-                          reads=reads, ready=ready)
+    with checked_once():
+        # Inline for a client authenticating with its secret (an assertion may fetch its jwks_uri).
+        reads, ready = _introspection_reads(nixa, req) if "client_assertion" not in req.form else (None, None)
+        return await off_loop(nixa, "client_assertion" not in req.form, nixa.server.create_endpoint_response, "introspection", req,
+                              reads=reads, ready=ready)
 
 
 @hot.route("/revoke", "POST")
@@ -414,8 +416,9 @@ def _userinfo_reads(nixa: Any, access_token: str) -> tuple[list[str] | None, Cal
 
 
 async def _answer_userinfo(nixa: Any, access_token: str) -> Response:
-    reads, ready = _userinfo_reads(nixa, access_token)
-    out = await off_loop(nixa, True, _userinfo, nixa, access_token, reads=reads, ready=ready)
+    with checked_once():
+        reads, ready = _userinfo_reads(nixa, access_token)
+        out = await off_loop(nixa, True, _userinfo, nixa, access_token, reads=reads, ready=ready)
     if isinstance(out, Response):
         return out
     body, (person_id, client_id, names) = out

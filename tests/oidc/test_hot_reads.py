@@ -98,6 +98,22 @@ def test_introspection_is_one_read(on_redis) -> None:  # noqa: ANN001
     assert served_since(port, before) == {"mget": 4}
 
 
+def test_each_request_verifies_the_token_s_signature_once(on_redis, monkeypatch) -> None:  # noqa: ANN001
+    """Attacker: none; the cost. UserInfo and introspection check the token to know what to
+    read from Redis, then answer through the usual path: the signature is verified once per
+    request (idp/oidc/tokens.py checked_once), and only within it: the next request verifies
+    again (a signing key revoked in between refuses it: tests/keys/test_key_ring.py)."""
+    nixa, c, _ = on_redis
+    client, _, at = signed_in(nixa, c)
+    verified: list[str] = []
+    real = nixa.keys.verify
+    monkeypatch.setattr(nixa.keys, "verify", lambda token, *a, **kw: (verified.append(token), real(token, *a, **kw))[1])
+    for _ in range(3):
+        assert c.get("/userinfo", headers={"Authorization": f"Bearer {at}"}).status_code == 200
+        assert c.post("/introspect", data={"token": at}, auth=(client.client_id, client.secret)).json()["active"] is True
+    assert verified == [at] * 6
+
+
 def test_read_ahead_still_sees_a_revocation_and_a_changed_attribute_at_once(on_redis) -> None:  # noqa: ANN001
     """Attacker: an agency (or a thief of its token) that keeps using a token the citizen
     revoked. The read made before the answer is the store's value of that instant: the very
