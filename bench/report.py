@@ -125,7 +125,11 @@ def render(data: dict) -> str:
             for s, v in scaling.get("scenarios", {}).items():
                 shared = " (the load generator shared those cores)" if scaling["load_shares_cores"] else ""
                 lines.append(f"Scaling, {LABELS[s]}: 1 worker on 1 core {_num(v['one_worker'])}/s, 2 workers on cores "
-                             f"{scaling['cores']} {_num(v['two_workers'])}/s: {_x(v['factor'])}x{shared}")
+                             f"{scaling['cores']} {_num(v['two_workers'])}/s: {_x(v['factor'])}x{shared}"
+                             + (f"; operations per server CPU-second {_num(v['one_worker_per_cpu_s'])} with one worker, "
+                                f"{_num(v['two_workers_per_cpu_s'])} with two: {_x(v['per_cpu_factor'])}x "
+                                "(1.0: running two adds no work per operation)"
+                                if v.get("per_cpu_factor") is not None else ""))
         grown = b.get("population")
         if grown and "error" in grown:
             lines.append(f"At scale: failed: {grown['error']}")

@@ -150,3 +150,15 @@ def test_the_table_gives_both_figures_the_ratios_and_the_flows_without_the_passw
     excluded = table["code flows, NIXA's password check excluded"]
     assert excluded[3] == "210" and excluded[7] == "105" and excluded[10] == "0.50"
     assert table["framework ceiling (trivial GET: Node, Starlette)"][1] == "20,000"
+
+
+def test_scaling_gives_the_throughput_factor_and_the_work_per_operation_of_two_workers_against_one():
+    from bench.run import scaling_of
+
+    one = {"rate": 2000.0, "ops_per_cpu_s": 2100.0}
+    two = {"rate": 2400.0, "ops_per_cpu_s": 1995.0}  # the load generator took part of the second core
+    v = scaling_of(one, two)
+    assert v["factor"] == 1.2 and v["per_cpu_factor"] == 0.95
+    assert (v["one_worker_per_cpu_s"], v["two_workers_per_cpu_s"]) == (2100.0, 1995.0)
+    assert scaling_of(one, {"rate": 0.0, "ops_per_cpu_s": None})["per_cpu_factor"] is None  # nothing measured: no figure
+    assert scaling_of({"rate": 0.0, "ops_per_cpu_s": None}, two)["factor"] is None
