@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
+import weakref
 from typing import Any
 
 import hiredis
@@ -133,7 +134,9 @@ class PipelinedRedis:
     def __init__(self, url: str, loop: asyncio.AbstractEventLoop, timeout: float = 5.0, connect_timeout: float = 2.0) -> None:
         from redis.connection import parse_url
 
-        self.loop = loop
+        # Weakly: the store keeps one of these per loop in a WeakKeyDictionary keyed by the loop,
+        # which a strong reference from here would keep alive (and its socket open) forever.
+        self._loop = weakref.ref(loop)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._url = url
@@ -148,15 +151,24 @@ class PipelinedRedis:
             self._options: dict[str, Any] = {"db": db, "password": password}
         else:
             self._options = parse_url(url)
-        self._connection: _Connection | None = None
+        # Weakly too: an open connection is kept alive by its loop (the selector holds its
+        # transport, which holds it); held strongly here, it would keep that loop alive.
+        self._connection_ref: weakref.ref[_Connection] | None = None
         self._opening: asyncio.Future[_Connection] | None = None
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop()
+        if loop is None:
+            raise RedisDown("the event loop of this connection is gone")
+        return loop
+
     def forget(self, connection: _Connection) -> None:
-        if self._connection is connection:
-            self._connection = None
+        if self._connection_ref is not None and self._connection_ref() is connection:
+            self._connection_ref = None
 
     async def call(self, *args: Any) -> Any:
-        connection = self._connection
+        connection = self._connection_ref() if self._connection_ref is not None else None
         if connection is None:
             connection = await self._connected()
         return await connection.send(hiredis.pack_command(args), self.loop.time() + self.timeout)
@@ -183,7 +195,7 @@ class PipelinedRedis:
             raise RedisSlow("Redis did not accept a connection in time") from exc
         except Exception as exc:
             raise RedisDown(f"cannot connect to Redis: {exc!r}") from exc
-        self._connection = connection
+        self._connection_ref = weakref.ref(connection)
         return connection
 
     async def _open(self) -> _Connection:
@@ -217,5 +229,6 @@ class PipelinedRedis:
         return connection
 
     def close(self) -> None:
-        if self._connection is not None:
-            self._connection._fail(RedisDown("closed"))
+        connection = self._connection_ref() if self._connection_ref is not None else None
+        if connection is not None:
+            connection._fail(RedisDown("closed"))

@@ -148,3 +148,20 @@ def test_the_url_s_user_password_and_database_are_used(server: RedisProcess) -> 
             await wrong.call("GET", "k")
 
     run(main())
+
+
+def test_a_finished_event_loop_leaves_no_connection_behind(server: RedisProcess) -> None:
+    """Each event loop has its connection (a worker has one loop; a test suite starts thousands):
+    when a loop is gone, so is its connection, not one open socket per loop ever run."""
+    import gc
+
+    from idp.store.ephemeral import RedisStore
+
+    store = RedisStore(f"redis://127.0.0.1:{server.port}/0")
+    sync = redis.Redis(port=server.port, decode_responses=True)
+    for _ in range(20):
+        assert run(store.aget_many(["nothing"])) == [None]
+    gc.collect()
+    assert len(store._aio) == 0
+    hot = [c for c in sync.client_list() if c["cmd"] == "mget"]
+    assert len(hot) <= 1, hot  # the sockets of the loops that ended were closed
