@@ -130,6 +130,11 @@ def render(data: dict) -> str:
                                 f"{_num(v['two_workers_per_cpu_s'])} with two: {_x(v['per_cpu_factor'])}x "
                                 "(1.0: running two adds no work per operation)"
                                 if v.get("per_cpu_factor") is not None else ""))
+                if v.get("one_core_per_cpu_factor") is not None:
+                    lines.append(f"Scaling, {LABELS[s]}: 2 workers on core(s) {scaling['one_core']}, the load generator apart: "
+                                 f"{_num(v['one_core_two_workers'])}/s, {_num(v['one_core_two_workers_per_cpu_s'])} operations per "
+                                 f"server CPU-second: {_x(v['one_core_per_cpu_factor'])}x one worker's (1.0: a second worker adds "
+                                 f"no work, and two on cores of their own would do {_x(2 * v['one_core_per_cpu_factor'])}x)")
         grown = b.get("population")
         if grown and "error" in grown:
             lines.append(f"At scale: failed: {grown['error']}")

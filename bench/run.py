@@ -338,29 +338,41 @@ def _extra(name: str, run: Any) -> dict:
 
 def run_scaling(pool: ProcessPoolExecutor, args: argparse.Namespace, usable: set[int], env: dict[str, str], tmp: Path,
                 be: nixa.Backend, population: nixa.Population, one_worker: dict[str, dict]) -> dict:
-    """Two workers on two cores against the one worker on one core just measured."""
+    """Two workers on two cores against the one worker on one core just measured; and two
+    workers on that one core, the load generator still on its own: whether a second worker adds
+    work per operation (the shared store and database, the audit chain's lock), measured apart
+    from the cores' sharing with the load generator, which the first figure cannot avoid on a
+    two-core machine."""
     scenarios = [s for s in args.scaling_scenarios if s in one_worker]
     cores = plan_cores(usable, 2)
     if len(cores.server) < 2 or not scenarios:
         return {"skipped": "fewer than two usable cores" if len(cores.server) < 2 else "no scaling scenario was measured"}
-    pin_tree(be.service_pids, cores.server)
-    port = servers.free_port()
-    env = dict(env, NIXA_ISSUER=f"http://127.0.0.1:{port}")
-    server = servers.nixa_server(env, port, 2, tmp / "server-2.log", cores.server)
-    try:
-        server.wait_ready()
-        note = "" if cores.separated else " (the load generator shares them: too few cores to keep it apart)"
-        print(f"  nixa serve, 2 workers on cores {sorted(cores.server)}{note}", flush=True)
-        target = Target("nixa-2-workers", server.url, population.load_context(), [server.pid, *be.service_pids])
-        prepare_tokens(target, args.engine)
-        two = run_metrics(pool, args, target, scenarios, server)
-    finally:
-        server.stop()
-    return {"cores": sorted(cores.server), "load_shares_cores": not cores.separated,
-            "scenarios": {s: scaling_of(one_worker[s], two[s]) for s in scenarios}}
+    one_core = plan_cores(usable, 1)
+    out: dict[str, Any] = {"cores": sorted(cores.server), "load_shares_cores": not cores.separated}
+    runs = [("two_cores", cores)] + ([("one_core", one_core)] if one_core.separated and not cores.separated else [])
+    measured: dict[str, dict[str, dict]] = {}
+    for label, placed in runs:
+        pin_tree(be.service_pids, placed.server)
+        port = servers.free_port()
+        env_2 = dict(env, NIXA_ISSUER=f"http://127.0.0.1:{port}")
+        server = servers.nixa_server(env_2, port, 2, tmp / f"server-2-{label}.log", placed.server)
+        try:
+            server.wait_ready()
+            note = "" if placed.separated else " (the load generator shares them: too few cores to keep it apart)"
+            print(f"  nixa serve, 2 workers on cores {sorted(placed.server)}{note}", flush=True)
+            target = Target(f"nixa-2-workers-{label}", server.url, population.load_context(), [server.pid, *be.service_pids])
+            prepare_tokens(target, args.engine)
+            measured[label] = run_metrics(pool, args, target, scenarios, server)
+        finally:
+            server.stop()
+    pin_tree(be.service_pids, one_core.server)
+    out["scenarios"] = {s: scaling_of(one_worker[s], measured["two_cores"][s], measured.get("one_core", {}).get(s)) for s in scenarios}
+    if "one_core" in measured:
+        out["one_core"] = sorted(one_core.server)
+    return out
 
 
-def scaling_of(one: dict, two: dict) -> dict:
+def scaling_of(one: dict, two: dict, two_on_one_core: dict | None = None) -> dict:
     """The throughput factor, and the work per operation of two workers against one (operations
     per server CPU-second, PostgreSQL and Redis included): near 1.0, running two adds no work
     (no lock, no cache or store contention between them), so two workers on two cores of their
@@ -371,7 +383,18 @@ def scaling_of(one: dict, two: dict) -> dict:
             "factor": round(two["rate"] / one["rate"], 2) if one["rate"] else None,
             "one_worker_per_cpu_s": per_cpu[0], "two_workers_per_cpu_s": per_cpu[1],
             "per_cpu_factor": round(per_cpu[1] / per_cpu[0], 2) if per_cpu[0] and per_cpu[1] else None,
-            "two_workers_detail": two}
+            "two_workers_detail": two, **_on_one_core(one, two_on_one_core)}
+
+
+def _on_one_core(one: dict, two: dict | None) -> dict:
+    """Two workers on the one worker's core, the load generator apart: the same CPU, so their
+    operations per CPU-second against one worker's say what a second worker costs; at 1.0, two
+    workers on cores of their own would do twice the work of one (the target: 1.8x)."""
+    if two is None:
+        return {}
+    factor = round(two["ops_per_cpu_s"] / one["ops_per_cpu_s"], 2) if one.get("ops_per_cpu_s") and two.get("ops_per_cpu_s") else None
+    return {"one_core_two_workers": two["rate"], "one_core_two_workers_per_cpu_s": two.get("ops_per_cpu_s"),
+            "one_core_per_cpu_factor": factor, "one_core_detail": two}
 
 
 # ---- command line ------------------------------------------------------------------------------------

@@ -162,3 +162,7 @@ def test_scaling_gives_the_throughput_factor_and_the_work_per_operation_of_two_w
     assert (v["one_worker_per_cpu_s"], v["two_workers_per_cpu_s"]) == (2100.0, 1995.0)
     assert scaling_of(one, {"rate": 0.0, "ops_per_cpu_s": None})["per_cpu_factor"] is None  # nothing measured: no figure
     assert scaling_of({"rate": 0.0, "ops_per_cpu_s": None}, two)["factor"] is None
+    assert "one_core_per_cpu_factor" not in v  # not measured: not reported
+    # Two workers on the one worker's core, the load generator apart: a second worker's cost.
+    w = scaling_of(one, two, {"rate": 1900.0, "ops_per_cpu_s": 1932.0})
+    assert w["one_core_per_cpu_factor"] == 0.92 and w["one_core_two_workers"] == 1900.0
