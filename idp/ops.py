@@ -167,6 +167,11 @@ class Refusals:
     def is_refusal(self, scope: dict, start: dict, noted: dict[str, str]) -> bool:
         if scope["path"] in self.PROBES:
             return False
+        if start["status"] == 404 and getattr(scope.get("route"), "path", None) is None and not noted:
+            # A path no route knows (a scanner's /wp-login.php, a missing static file) refuses no
+            # protocol request: counted in the request metrics (route "unmatched"), not written to
+            # the audit chain, where every probe of a scan was one signed row and one commit.
+            return False
         return start["status"] >= 400 or (start["status"] in (302, 303) and "error" in noted)
 
     async def answer(self, scope: dict, rid: str, noted: dict[str, str], held: list[dict]) -> list[dict]:

@@ -132,7 +132,8 @@ def errors_markdown() -> str:
         "## The reference",
         "",
         "Every refused request (and every server error) is audited as `request.rejected` with its "
-        "reason, the client when known, the address and the request id, before the answer leaves; "
+        "reason, the client when known, the address and the request id, before the answer leaves "
+        "(a 404 for a path NIXA has no route for is counted in the metrics, not audited); "
         "and that id comes back to you:",
         "",
         "- JSON error bodies carry it as `request_id` (and every answer as the `X-Request-Id` header);",

@@ -174,3 +174,31 @@ def test_refresh_refusals_are_told_apart(nixa, browser, http):
     other = register_client(nixa)
     theirs = token_call(http, other, grant_type="refresh_token", refresh_token=first)
     assert audited_reference(nixa, theirs).data["reason"] == "refresh_unknown"  # nothing said about another client's token
+
+
+def test_a_scanner_s_probes_of_unknown_paths_are_counted_not_written_to_the_audit_chain(nixa, app, http):
+    """Attacker: a scanner (or anyone) sending requests for paths NIXA does not have, to grow
+    the audit chain by one signed row and one commit per probe. A path no route knows is a 404
+    counted in the request metrics (route "unmatched"), not an audit event; a refusal on a real
+    route still is, with its reference (the tests above)."""
+    def audit_rows() -> int:
+        with nixa.db.session() as s:
+            return len(s.scalars(select(AuditEvent.id).where(AuditEvent.type == "request.rejected")).all())
+
+    def unmatched_404s() -> float:
+        from starlette.testclient import TestClient
+
+        with TestClient(app, client=("127.0.0.1", 50000)) as scraper:  # the metrics' allowed network
+            text = scraper.get("/metrics").text
+        found = re.search(r'nixa_http_requests_total\{method="GET",route="unmatched",status="404"\} ([0-9.e+]+)', text)
+        return float(found.group(1)) if found else 0.0
+
+    before_rows, before_count = audit_rows(), unmatched_404s()
+    for path in ("/wp-login.php", "/.env", "/static/no-such-file.css", "/admin/../etc/passwd"):
+        r = http.get(path)
+        assert r.status_code == 404, (path, r.status_code)
+        assert r.headers["x-request-id"]
+    assert audit_rows() == before_rows
+    assert unmatched_404s() >= before_count + 3  # every one counted (a static miss may count as "static")
+    refused = http.get("/userinfo")  # a real route's refusal: still audited
+    assert refused.status_code == 401 and audit_rows() == before_rows + 1
