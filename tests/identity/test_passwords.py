@@ -40,6 +40,33 @@ def test_an_older_hash_is_rehashed_at_the_next_successful_sign_in_only(nixa):  #
     assert nixa.people.check_local_password(citizen.username, citizen.password) == citizen.person_id  # and it still works
 
 
+def test_a_disabled_account_or_an_unknown_name_never_signs_in_and_costs_the_same_verify(nixa, monkeypatch):  # noqa: ANN001
+    """Attackers: someone holding the right password of an account an operator disabled; someone
+    probing which usernames exist by how long a wrong answer takes. A disabled account is refused
+    with its own right password; a known name, an unknown one and a disabled one each cost
+    exactly one argon2id verify (against a dummy hash when there is no usable one)."""
+    citizen = make_citizen(nixa)
+    verified: list[str] = []
+    real = nixa.people._hasher
+
+    class Counting:  # argon2's own hasher, every verify noted
+        def verify(self, stored: str, password: str) -> bool:
+            verified.append(stored)
+            return real.verify(stored, password)
+
+        def __getattr__(self, name: str):  # noqa: ANN204
+            return getattr(real, name)
+
+    monkeypatch.setattr(nixa.people, "_hasher", Counting())
+    assert nixa.people.check_local_password(citizen.username, citizen.password) == citizen.person_id
+    assert nixa.people.check_local_password("nobody-" + citizen.username, citizen.password) is None
+    with nixa.db.session() as s:
+        s.execute(update(LocalAccount).where(LocalAccount.username == citizen.username).values(disabled=True))
+    assert nixa.people.check_local_password(citizen.username, citizen.password) is None
+    assert len(verified) == 3
+    assert verified[1] == verified[2] != verified[0]  # the unknown and the disabled: the same dummy hash
+
+
 def test_concurrent_checks_follow_the_processs_cpu_affinity():
     """A process pinned to one core (taskset, a container's cpuset) checks one password at a
     time, whatever the machine's count."""
