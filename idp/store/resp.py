@@ -128,6 +128,22 @@ class _Connection(asyncio.Protocol):
             self._transport.abort()
 
 
+def _tls_context(options: dict[str, Any]) -> ssl.SSLContext:
+    """rediss://: the same query options the synchronous client takes (redis-py's names):
+    `ssl_ca_certs` (a private CA), `ssl_certfile` / `ssl_keyfile` (a client certificate),
+    `ssl_cert_reqs=none` and `ssl_check_hostname=false` (verification off: for a test bench only).
+    By default the server's certificate and name are verified against the system's CAs."""
+    context = ssl.create_default_context(cafile=options.get("ssl_ca_certs") or None)
+    if options.get("ssl_certfile"):
+        context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile") or None)
+    if str(options.get("ssl_check_hostname", "true")).lower() in ("false", "0", "no"):
+        context.check_hostname = False
+    if str(options.get("ssl_cert_reqs", "required")).lower() in ("none", "cert_none"):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class PipelinedRedis:
     """Redis for one event loop: `await r.call("MGET", k1, k2)` (see the module's docstring)."""
 
@@ -211,7 +227,7 @@ class PipelinedRedis:
             if path:
                 _, connection = await self.loop.create_unix_connection(factory, path)
             else:
-                context = ssl.create_default_context() if secure else None
+                context = _tls_context(options) if secure else None
                 _, connection = await self.loop.create_connection(factory, host, port, ssl=context)
         except OSError as exc:
             raise RedisDown(f"cannot connect to Redis: {exc}") from exc
