@@ -46,7 +46,7 @@ class Settings(BaseSettings):
 
     issuer: str = Field("http://127.0.0.1:8000", description="The OpenID Provider's issuer URL (no trailing slash).")
     database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite at var_dir/nixa.db.")
-    redis_url: str = Field("", description="redis:// URL for the ephemeral store, or redis+sentinel://HOST:26379[,HOST:26379...]/SERVICE[/DB] for the master Redis Sentinel names (followed across failovers); empty means in-process.")
+    redis_url: str = Field("", description="redis:// URL for the ephemeral store (rediss:// for TLS, verified against the system's CAs or `?ssl_ca_certs=/path/ca.pem`; a user and password as `rediss://user:password@host:6380/0`), or redis+sentinel://HOST:26379[,HOST:26379...]/SERVICE[/DB] for the master Redis Sentinel names (followed across failovers); empty means in-process.")
     var_dir: Path = Field(Path("var"), description="Where the embedded default keeps its files.")
     master_key: str = Field(
         "",

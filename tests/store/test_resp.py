@@ -110,7 +110,7 @@ def test_a_dropped_connection_fails_what_waits_on_it_and_the_next_command_reconn
         await r.call("CLIENT", "SETNAME", "hot")
         blocked = asyncio.ensure_future(r.call("BLPOP", "nothing", "0"))  # waits on the server side
         await asyncio.sleep(0.2)
-        assert sync.client_kill_filter(_type=None, skipme=True, client_id=[c for c in sync.client_list() if c["name"] == "hot"][0]["id"]) == 1
+        assert sync.client_kill_filter(_id=[c for c in sync.client_list() if c["name"] == "hot"][0]["id"]) == 1
         with pytest.raises(RedisDown):
             await blocked
         assert await r.call("PING") == "PONG"
