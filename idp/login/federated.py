@@ -14,9 +14,7 @@ import secrets
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 
-from idp.events import in_thread_batched
 from starlette.responses import Response
 
 from sqlalchemy.exc import IntegrityError
@@ -38,7 +36,7 @@ from idp.identity.people import LinkConflict, NeedsProofing, Provenance
 from idp.login import flow
 from idp.login.methods import canonical_identifier, method_id
 from idp.login.pages import browser_id, message, nixa_of, rate_limited_text, redirect, render
-from idp.login.routes import _csrf_ok, _form, _load, _show_step, refuse_method, signed_in
+from idp.login.routes import _csrf_ok, _load, _show_step, posted, refuse_method, signed_in
 from idp.login.session import csrf_token
 from idp.oidc.endpoints import client_ip
 from idp.oidc.params import BadRequest, read_query
@@ -203,17 +201,19 @@ def registry_attributes(nixa: Any, assertion: Assertion) -> dict[str, VerifiedAt
     return {}
 
 
-async def _post(request: Request, rid: str) -> tuple[Any, Any, Any, dict[str, str] | None, Response | None]:
-    nixa, pending, t = await run_in_threadpool(_load, request, rid)
-    try:
-        form = await _form(request)
-    except BadRequest as exc:
-        return nixa, pending, t, None, message(request, t, "error_bad_request", exc.status, detail=exc.description)
+async def _post(request: Request, rid: str, handler: Any, *args: Any) -> Response:
+    """The pending request and the form (routes.posted: one threadpool call), then `handler`
+    once the request is known and its CSRF token right."""
+    return await posted(request, rid, _checked, handler, *args)
+
+
+def _checked(request: Request, nixa: Any, pending: flow.Pending | None, t: Any, form: dict[str, str], handler: Any,
+             *args: Any) -> Response:
     if pending is None:
-        return nixa, pending, t, None, message(request, t, "error_expired_request")
+        return message(request, t, "error_expired_request")
     if not _csrf_ok(request, nixa, pending.rid, form):
-        return nixa, pending, t, None, message(request, t, "error_csrf", 403)
-    return nixa, pending, t, form, None
+        return message(request, t, "error_csrf", 403)
+    return handler(request, nixa, pending, t, form, *args)
 
 
 # ---- password-style --------------------------------------------------------------------------------
@@ -221,10 +221,7 @@ async def _post(request: Request, rid: str) -> tuple[Any, Any, Any, dict[str, st
 
 @router.post("/interaction/{rid}/password/{connector_id}")
 async def password_login(request: Request, rid: str, connector_id: str) -> Response:
-    nixa, pending, t, form, early = await _post(request, rid)
-    if early:
-        return early
-    return await in_thread_batched(nixa.audit, _password_login, request, nixa, pending, t, form, connector_id)
+    return await _post(request, rid, _password_login, connector_id)
 
 
 def _password_login(request: Request, nixa: Any, pending: flow.Pending, t: Any, form: dict[str, str], connector_id: str) -> Response:
@@ -251,10 +248,7 @@ def _password_login(request: Request, nixa: Any, pending: flow.Pending, t: Any, 
 
 @router.post("/interaction/{rid}/challenge/{connector_id}")
 async def challenge_start(request: Request, rid: str, connector_id: str) -> Response:
-    nixa, pending, t, form, early = await _post(request, rid)
-    if early:
-        return early
-    return await in_thread_batched(nixa.audit, _challenge_start, request, nixa, pending, t, form, connector_id)
+    return await _post(request, rid, _challenge_start, connector_id)
 
 
 def _challenge_start(request: Request, nixa: Any, pending: flow.Pending, t: Any, form: dict[str, str], connector_id: str) -> Response:
@@ -301,10 +295,7 @@ def _otp_page(request: Request, nixa: Any, pending: flow.Pending, t: Any, error:
 
 @router.post("/interaction/{rid}/otp")
 async def otp_verify(request: Request, rid: str) -> Response:
-    nixa, pending, t, form, early = await _post(request, rid)
-    if early:
-        return early
-    return await in_thread_batched(nixa.audit, _otp_verify, request, nixa, pending, t, form)
+    return await _post(request, rid, _otp_verify)
 
 
 def _otp_verify(request: Request, nixa: Any, pending: flow.Pending, t: Any, form: dict[str, str]) -> Response:
@@ -344,10 +335,7 @@ def _otp_verify(request: Request, nixa: Any, pending: flow.Pending, t: Any, form
 
 @router.post("/interaction/{rid}/redirect/{connector_id}")
 async def redirect_start(request: Request, rid: str, connector_id: str) -> Response:
-    nixa, pending, t, form, early = await _post(request, rid)
-    if early:
-        return early
-    return await in_thread_batched(nixa.audit, _redirect_start, request, nixa, pending, t, form, connector_id)
+    return await _post(request, rid, _redirect_start, connector_id)
 
 
 def _redirect_start(request: Request, nixa: Any, pending: flow.Pending, t: Any, form: dict[str, str], connector_id: str) -> Response:
@@ -399,10 +387,8 @@ def redirect_callback(request: Request, connector_id: str) -> Response:
 
 @router.post("/interaction/{rid}/certificate/{connector_id}")
 async def certificate_start(request: Request, rid: str, connector_id: str) -> Response:
-    nixa, pending, t, form, early = await _post(request, rid)
-    if early:
-        return early
-    return await in_thread_batched(nixa.audit, _certificate_page, request, nixa, pending, t, connector_id)
+    return await _post(request, rid, lambda request, nixa, pending, t, _form, cid: _certificate_page(request, nixa, pending, t, cid),
+                       connector_id)
 
 
 def _certificate_page(request: Request, nixa: Any, pending: flow.Pending, t: Any, connector_id: str, error: str | None = None,
@@ -441,10 +427,7 @@ def _request_digest(pending: flow.Pending) -> str:
 
 @router.post("/interaction/{rid}/certificate/{connector_id}/verify")
 async def certificate_verify(request: Request, rid: str, connector_id: str) -> Response:
-    nixa, pending, t, form, early = await _post(request, rid)
-    if early:
-        return early
-    return await in_thread_batched(nixa.audit, _certificate_verify, request, nixa, pending, t, form, connector_id)
+    return await _post(request, rid, _certificate_verify, connector_id)
 
 
 def _certificate_verify(request: Request, nixa: Any, pending: flow.Pending, t: Any, form: dict[str, str], connector_id: str) -> Response:

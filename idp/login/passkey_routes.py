@@ -7,17 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 
-from idp.events import in_thread_batched
 from starlette.responses import JSONResponse, Response
 
 from idp.identity import passkeys
 from idp.login import flow
 from idp.login.pages import browser_id, message, rate_limited_text
-from idp.login.routes import _csrf_ok, _form, _load, _show_step, refuse_method, signed_in
+from idp.login.routes import _csrf_ok, _show_step, posted, refuse_method, signed_in
 from idp.oidc.endpoints import client_ip
-from idp.oidc.params import BadRequest
 
 router = APIRouter()
 
@@ -32,12 +29,7 @@ def _json(body: Any, status: int = 200) -> Response:
 async def _posted(request: Request, rid: str, handler: Any) -> Response:
     """Read the pending request and the form (strictly), then run `handler` in the threadpool:
     the store and the database may be network calls."""
-    nixa, pending, t = await run_in_threadpool(_load, request, rid)
-    try:
-        form = await _form(request)
-    except BadRequest as exc:
-        return message(request, t, "error_bad_request", exc.status, detail=exc.description)
-    return await in_thread_batched(nixa.audit, handler, request, nixa, pending, t, form)
+    return await posted(request, rid, handler)
 
 
 @router.post("/interaction/{rid}/passkey/options")

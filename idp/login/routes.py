@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -93,6 +94,24 @@ def _load(request: Request, rid: str) -> tuple[Any, Any, Any]:
     pending = flow.load(nixa, rid, browser_id(request))
     t = translator(request, pending.lang if pending else None)
     return nixa, pending, t
+
+
+async def posted(request: Request, rid: str, handler: Callable[..., Response], *args: Any) -> Response:
+    """A step's POST: the form read (strictly) on the event loop, then the pending request loaded
+    and `handler(request, nixa, pending, t, form, *args)` run in one threadpool call, its audit
+    events in one batch. Loaded in a hop of its own first, a POST cost two hops (~70-130 µs of
+    CPU each). A form that cannot be read is answered in the request's language."""
+    try:
+        form = await _form(request)
+    except BadRequest as exc:
+        _, _, t = await run_in_threadpool(_load, request, rid)
+        return message(request, t, "error_bad_request", exc.status, detail=exc.description)
+    return await in_thread_batched(nixa_of(request).audit, _loaded, request, rid, handler, form, *args)
+
+
+def _loaded(request: Request, rid: str, handler: Callable[..., Response], form: dict[str, str], *args: Any) -> Response:
+    nixa, pending, t = _load(request, rid)
+    return handler(request, nixa, pending, t, form, *args)
 
 
 @router.get("/interaction/{rid}")
@@ -226,12 +245,7 @@ def signed_in(request: Request, nixa: Any, pending: flow.Pending, t: Any, *, per
 
 @router.post("/interaction/{rid}/local")
 async def local_login(request: Request, rid: str) -> Response:
-    nixa, pending, t = await run_in_threadpool(_load, request, rid)
-    try:
-        form = await _form(request)
-    except BadRequest as exc:
-        return message(request, t, "error_bad_request", exc.status, detail=exc.description)
-    return await in_thread_batched(nixa.audit, _local_login, request, nixa, pending, t, form)
+    return await posted(request, rid, _local_login)
 
 
 def _local_login(request: Request, nixa: Any, pending: flow.Pending | None, t: Any, form: dict[str, str]) -> Response:
@@ -284,12 +298,7 @@ def _apis_asked(nixa: Any, client: Any, pending: flow.Pending) -> list[tuple[str
 
 @router.post("/interaction/{rid}/consent")
 async def consent(request: Request, rid: str) -> Response:
-    nixa, pending, t = await run_in_threadpool(_load, request, rid)
-    try:
-        form = await _form(request)
-    except BadRequest as exc:
-        return message(request, t, "error_bad_request", exc.status, detail=exc.description)
-    return await in_thread_batched(nixa.audit, _consent, request, nixa, pending, t, form)
+    return await posted(request, rid, _consent)
 
 
 def _consent(request: Request, nixa: Any, pending: flow.Pending | None, t: Any, form: dict[str, str]) -> Response:

@@ -11,18 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 
-from idp.events import in_thread_batched
 from starlette.responses import Response
 
 from idp.identity import factors
 from idp.login import flow
 from idp.login.methods import password_step
 from idp.login.pages import browser_id, message, rate_limited_text
-from idp.login.routes import _csrf_ok, _form, _load, _show_step, refuse_method, signed_in
+from idp.login.routes import _csrf_ok, _show_step, posted, refuse_method, signed_in
 from idp.oidc.endpoints import client_ip
-from idp.oidc.params import BadRequest
 
 router = APIRouter()
 
@@ -30,12 +27,7 @@ WRONG = {factors.TOTP_METHOD: "totp_wrong", factors.RECOVERY_METHOD: "recovery_c
 
 
 async def _post(request: Request, rid: str, method: str) -> Response:
-    nixa, pending, t = await run_in_threadpool(_load, request, rid)
-    try:
-        form = await _form(request)
-    except BadRequest as exc:
-        return message(request, t, "error_bad_request", exc.status, detail=exc.description)
-    return await in_thread_batched(nixa.audit, _second_step, request, nixa, pending, t, form, method)
+    return await posted(request, rid, _second_step, method)
 
 
 @router.post("/interaction/{rid}/totp")
