@@ -26,15 +26,9 @@ def _json(body: Any, status: int = 200) -> Response:
     return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
 
 
-async def _posted(request: Request, rid: str, handler: Any) -> Response:
-    """Read the pending request and the form (strictly), then run `handler` in the threadpool:
-    the store and the database may be network calls."""
-    return await posted(request, rid, handler)
-
-
 @router.post("/interaction/{rid}/passkey/options")
 async def passkey_options(request: Request, rid: str) -> Response:
-    return await _posted(request, rid, _passkey_options)
+    return await posted(request, rid, _passkey_options)
 
 
 def _passkey_options(request: Request, nixa: Any, pending: flow.Pending | None, t: Any, form: dict[str, str]) -> Response:
@@ -50,7 +44,7 @@ def _passkey_options(request: Request, nixa: Any, pending: flow.Pending | None, 
 
 @router.post("/interaction/{rid}/passkey")
 async def passkey_login(request: Request, rid: str) -> Response:
-    return await _posted(request, rid, _passkey_login)
+    return await posted(request, rid, _passkey_login)
 
 
 def _passkey_login(request: Request, nixa: Any, pending: flow.Pending | None, t: Any, form: dict[str, str]) -> Response:

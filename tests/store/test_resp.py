@@ -167,46 +167,6 @@ def test_a_finished_event_loop_leaves_no_connection_behind(server: RedisProcess)
     assert len(hot) <= 1, hot  # the sockets of the loops that ended were closed
 
 
-def _tls_files(directory: Path) -> tuple[Path, Path, Path, Path]:
-    """A CA and a server certificate for 127.0.0.1 signed by it; and a CA that signed nothing."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    def pem_key(key):  # noqa: ANN001, ANN202
-        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-
-    def ca(name: str):  # noqa: ANN202
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-                .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + datetime.timedelta(days=1))
-                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(key, hashes.SHA256()))
-        return key, cert
-
-    ca_key, ca_cert = ca("test redis CA")
-    _, other_cert = ca("a CA that signed nothing")
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    paths = directory / "ca.pem", directory / "server.pem", directory / "server.key", directory / "other-ca.pem"
-    paths[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(pem_key(key))
-    paths[3].write_bytes(other_cert.public_bytes(serialization.Encoding.PEM))
-    return paths
-
-
 def test_a_tls_redis_is_used_with_its_ca_and_a_server_this_ca_did_not_sign_is_refused(tmp_path: Path) -> None:
     """rediss:// with a private CA (`ssl_ca_certs`, the synchronous client's option too): the hot
     paths' connection verifies the server's certificate and name; attacker: someone on the path
@@ -216,8 +176,12 @@ def test_a_tls_redis_is_used_with_its_ca_and_a_server_this_ca_did_not_sign_is_re
     from idp.store.ephemeral import RedisStore
     from tests.conftest import free_port
 
-    (tmp_path / "tls").mkdir()
-    ca, cert, key, other = _tls_files(tmp_path / "tls")
+    from connectors.sandbox_tls import write_tls_files
+
+    write_tls_files(tmp_path / "tls", "127.0.0.1", ca_name="test redis CA")
+    write_tls_files(tmp_path / "other", "127.0.0.1", ca_name="a CA that did not sign the server's certificate")
+    ca, cert, key, other = (tmp_path / "tls" / "ca.pem", tmp_path / "tls" / "server.pem", tmp_path / "tls" / "server.key",
+                            tmp_path / "other" / "ca.pem")
     tls_port = free_port()
     process = RedisProcess(tmp_path / "redis", "--save", "", "--appendonly", "no", "--tls-port", str(tls_port),
                            "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca),
